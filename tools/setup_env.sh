@@ -1,0 +1,100 @@
+#!/usr/bin/env bash
+# Creates or refreshes mmhire's virtual environment with the whole OpenMMLab stack:
+# torch + torchvision, mmengine, mmcv 2.1.0 compiled with its ops, mmdet, mmsegmentation,
+# mmpretrain, the test tools and mmhire itself (editable).
+#
+# Environment variables:
+#   MMHIRE_VENV   where the environment lives (default: <repo>/.venv)
+#   MMHIRE_CACHE  where compiled mmcv wheels are kept (default: ~/.cache/mmhire)
+#   PYTHON        the interpreter that creates the environment (default: python3)
+#   FORCE_CUDA=1  compile mmcv's CUDA ops even when no GPU is visible
+#
+# A run that finds the environment complete and its inputs unchanged does nothing.
+set -euo pipefail
+
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+VENV=${MMHIRE_VENV:-$ROOT/.venv}
+CACHE=${MMHIRE_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/mmhire}
+PYTHON=${PYTHON:-python3}
+MMCV_VERSION=2.1.0
+
+log() { printf '[setup_env] %s\n' "$*" >&2; }
+
+inputs_hash() {
+    cat "$ROOT"/requirements/*.txt "$ROOT/pyproject.toml" "$ROOT/tools/setup_env.sh" \
+        | sha256sum | cut -d' ' -f1
+}
+
+stamp="$VENV/.mmhire-setup-stamp"
+want="$(inputs_hash) cuda=${FORCE_CUDA:-auto}"
+if [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$want" ] \
+    && "$VENV/bin/python" -c 'import mmcv.ops, mmdet, mmseg, mmpretrain, mmhire' 2>/dev/null; then
+    log "environment $VENV is up to date"
+    exit 0
+fi
+
+if [ ! -x "$VENV/bin/python" ]; then
+    log "creating virtual environment $VENV"
+    "$PYTHON" -m venv "$VENV"
+fi
+PY="$VENV/bin/python"
+pip_install() { "$PY" -m pip install --disable-pip-version-check "$@"; }
+
+log "installing torch, torchvision and build tools"
+pip_install -r "$ROOT/requirements/stack.txt"
+
+# mmcv's compiled ops must match the torch they were built against, so the wheelhouse is
+# keyed by torch version, Python tag and whether the CUDA ops were compiled.
+read -r torch_version py_tag torch_cuda gpu_visible < <("$PY" - <<'PYEOF'
+import sys
+import torch
+print(torch.__version__, f'cp{sys.version_info[0]}{sys.version_info[1]}',
+      torch.version.cuda or 'none', int(torch.cuda.is_available()))
+PYEOF
+)
+with_cuda=0
+if [ "${FORCE_CUDA:-0}" = "1" ] || [ "$gpu_visible" = "1" ]; then
+    [ "$torch_cuda" = "none" ] && { log "error: CUDA ops requested but torch $torch_version has no CUDA"; exit 1; }
+    with_cuda=1
+fi
+flavor=cpu
+[ "$with_cuda" = "1" ] && flavor="cu${torch_cuda//./}"
+wheelhouse="$CACHE/wheelhouse/torch-${torch_version//+/_}-$py_tag-$flavor"
+mkdir -p "$wheelhouse"
+wheel=$(ls "$wheelhouse"/mmcv-"$MMCV_VERSION"-*.whl 2>/dev/null | head -n 1 || true)
+
+if [ -z "$wheel" ]; then
+    log "compiling mmcv $MMCV_VERSION ops ($flavor) for torch $torch_version; this takes ~8 minutes on 2 cores"
+    work=$(mktemp -d)
+    trap 'rm -rf "$work"' EXIT
+    "$PY" -m pip download --disable-pip-version-check --no-deps --no-binary :all: \
+        --no-build-isolation "mmcv==$MMCV_VERSION" -d "$work"
+    tar -xzf "$work/mmcv-$MMCV_VERSION.tar.gz" -C "$work"
+    src="$work/mmcv-$MMCV_VERSION"
+    # torch >= 2.10 headers need C++20; mmcv 2.1.0 hard-codes older standards.
+    sed -i -E 's/-std=c\+\+1[147]/-std=c++20/g' "$src/setup.py"
+    grep -q 'std=c++20' "$src/setup.py" || { log "error: could not raise the C++ standard in mmcv's setup.py"; exit 1; }
+    export MMCV_WITH_OPS=1 MAX_JOBS="${MAX_JOBS:-$(nproc)}"
+    [ "$with_cuda" = "1" ] && export FORCE_CUDA=1
+    "$PY" -m pip wheel --disable-pip-version-check --no-deps --no-build-isolation \
+        --no-cache-dir "$src" -w "$work/out"
+    built=$(ls "$work"/out/mmcv-"$MMCV_VERSION"-*.whl)
+    # Copy then rename, so an interrupted run never leaves a half-written wheel behind.
+    cp "$built" "$wheelhouse/.partial.whl"
+    wheel="$wheelhouse/$(basename "$built")"
+    mv "$wheelhouse/.partial.whl" "$wheel"
+else
+    log "reusing compiled mmcv from $wheel"
+fi
+
+log "installing mmcv, mmdet, mmsegmentation, mmpretrain, test tools and mmhire"
+# One resolver run with the compiled wheel, so nothing tries to fetch mmcv from PyPI.
+pip_install --no-cache-dir "$wheel" -r "$ROOT/requirements/optional.txt" \
+    -r "$ROOT/requirements/tests.txt" \
+    "mmdet==3.3.0" "mmsegmentation==1.2.2" "mmpretrain==1.2.0" "ftfy==6.3.1"
+pip_install --no-build-isolation --no-deps -e "$ROOT"
+
+"$PY" -c 'import mmcv.ops, mmdet, mmseg, mmpretrain, mmhire' \
+    || { log "error: the environment does not import"; exit 1; }
+echo "$want" > "$stamp"
+log "environment ready: $VENV"
