@@ -1,0 +1,3 @@
+from .backbones import HireMLP
+
+__all__ = ['HireMLP']

@@ -1,0 +1,3 @@
+from .hire_mlp import HireMLP
+
+__all__ = ['HireMLP']

@@ -1,0 +1,489 @@
+"""Hire-MLP: Vision MLP via Hierarchical Rearrangement (Guo et al., CVPR 2022).
+
+The building blocks come first, bottom-up; the registered :class:`HireMLP` backbone is last.
+"""
+import copy
+from typing import Dict, List, Optional, Sequence, Tuple, Union
+
+import torch
+import torch.nn as nn
+import torch.utils.checkpoint as cp
+from mmcv.cnn import ConvModule, build_activation_layer, build_norm_layer
+from mmcv.cnn.bricks import DropPath
+from mmengine.model import BaseModule, Sequential
+from mmengine.registry import MODELS
+from torch.nn.modules.batchnorm import _BatchNorm
+
+#: Smallest input side the backbone accepts: at 32 pixels the last stage is 1x1.
+MIN_INPUT_SIZE = 32
+
+
+def _region_index(length: int, region_size: int, step: int,
+                  device: torch.device) -> Optional[torch.Tensor]:
+    """Indices that shift a sequence by ``step`` and wrap-pad it to a whole number of regions.
+
+    Position ``i`` of the result holds element ``((i mod length) - step) mod length`` of the
+    input: a circular shift by ``+step`` followed by a circular pad, as many times around as
+    needed, so any ``length`` works. Returns ``None`` when the result would be the input.
+    """
+    padded = -(-length // region_size) * region_size
+    if step % length == 0 and padded == length:
+        return None
+    positions = torch.arange(padded, device=device)
+    return (positions % length - step) % length
+
+
+def _restore_index(length: int, step: int, device: torch.device) -> Optional[torch.Tensor]:
+    """Indices that undo :func:`_region_index`: drop the padding and shift back by ``-step``."""
+    if step % length == 0:
+        return None
+    return (torch.arange(length, device=device) + step) % length
+
+
+class RegionMLP(BaseModule):
+    """Inner-region rearrangement along one spatial axis, with the cross-region shift.
+
+    The feature map is shifted circularly by ``step`` along the axis, wrap-padded to a multiple
+    of ``region_size``, and each run of ``region_size`` consecutive positions is folded into
+    the channels, where a two-layer MLP (1x1 convolutions) mixes them. The result is unfolded,
+    cropped and shifted back.
+
+    Args:
+        channels (int): Number of input and output channels ``C``.
+        region_size (int): Positions per region ``p``.
+        step (int): Cross-region shift ``s``; 0 disables it.
+        axis (str): ``'h'`` for the height axis or ``'w'`` for the width axis.
+        norm_cfg (dict): Config of the norm layer after the first MLP layer.
+            Defaults to ``dict(type='BN')``.
+        act_cfg (dict): Config of the activation between the MLP layers.
+            Defaults to ``dict(type='ReLU')``.
+        init_cfg (dict, optional): Initialization config. Defaults to None.
+    """
+
+    def __init__(self,
+                 channels: int,
+                 region_size: int,
+                 step: int,
+                 axis: str,
+                 norm_cfg: dict = dict(type='BN'),
+                 act_cfg: dict = dict(type='ReLU'),
+                 init_cfg: Optional[dict] = None) -> None:
+        super().__init__(init_cfg=init_cfg)
+        if axis not in ('h', 'w'):
+            raise ValueError(f"RegionMLP: axis must be 'h' or 'w', got {axis!r}")
+        self.channels = channels
+        self.region_size = region_size
+        self.step = step
+        self.axis = axis
+        hidden = channels // 2
+        self.fc1 = nn.Conv2d(channels * region_size, hidden, 1, bias=False)
+        self.norm = build_norm_layer(norm_cfg, hidden)[1]
+        self.act = build_activation_layer(act_cfg)
+        self.fc2 = nn.Conv2d(hidden, channels * region_size, 1, bias=True)
+
+    def _fold(self, x: torch.Tensor) -> torch.Tensor:
+        B, C, H, W = x.shape
+        p = self.region_size
+        if self.axis == 'h':
+            # (B, C, H, W) -> (B, C, H/p, p, W) -> (B, C, p, H/p, W) -> (B, C*p, H/p, W)
+            return x.reshape(B, C, H // p, p, W).permute(0, 1, 3, 2, 4).reshape(
+                B, C * p, H // p, W)
+        # (B, C, H, W) -> (B, C, H, W/p, p) -> (B, C, p, H, W/p) -> (B, C*p, H, W/p)
+        return x.reshape(B, C, H, W // p, p).permute(0, 1, 4, 2, 3).reshape(
+            B, C * p, H, W // p)
+
+    def _unfold(self, x: torch.Tensor) -> torch.Tensor:
+        B, Cp, Hr, Wr = x.shape
+        p = self.region_size
+        C = Cp // p
+        if self.axis == 'h':
+            # (B, C*p, H/p, W) -> (B, C, p, H/p, W) -> (B, C, H/p, p, W) -> (B, C, H, W)
+            return x.reshape(B, C, p, Hr, Wr).permute(0, 1, 3, 2, 4).reshape(B, C, Hr * p, Wr)
+        # (B, C*p, H, W/p) -> (B, C, p, H, W/p) -> (B, C, H, W/p, p) -> (B, C, H, W)
+        return x.reshape(B, C, p, Hr, Wr).permute(0, 1, 3, 4, 2).reshape(B, C, Hr, Wr * p)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        dim = 2 if self.axis == 'h' else 3
+        length = x.size(dim)
+        index = _region_index(length, self.region_size, self.step, x.device)
+        if index is not None:
+            # (B, C, H, W) -> (B, C, Hp, W), Hp = ceil(H / p) * p   (or along W)
+            x = x.index_select(dim, index)
+        x = self._fold(x)
+        x = self.fc2(self.act(self.norm(self.fc1(x))))
+        x = self._unfold(x)
+        index = _restore_index(length, self.step, x.device)
+        if index is not None:
+            # (B, C, Hp, W) -> (B, C, H, W), shifted back by -step
+            return x.index_select(dim, index)
+        # (B, C, Hp, W) -> (B, C, H, W)
+        return x.narrow(dim, 0, length)
+
+
+class HireMixer(BaseModule):
+    """The Hire module: height, width and channel branches blended by split attention.
+
+    Args:
+        channels (int): Number of input and output channels ``C``.
+        region_size (int): Positions per region in the height and width branches.
+        step (int): Cross-region shift of this block; 0 disables it.
+        norm_cfg (dict): Config of the norm layers inside the region MLPs.
+            Defaults to ``dict(type='BN')``.
+        act_cfg (dict): Config of the activation in the reweighting MLP.
+            Defaults to ``dict(type='GELU')``.
+        region_act_cfg (dict): Config of the activation inside the region MLPs.
+            Defaults to ``dict(type='ReLU')``.
+        init_cfg (dict, optional): Initialization config. Defaults to None.
+    """
+
+    def __init__(self,
+                 channels: int,
+                 region_size: int,
+                 step: int,
+                 norm_cfg: dict = dict(type='BN'),
+                 act_cfg: dict = dict(type='GELU'),
+                 region_act_cfg: dict = dict(type='ReLU'),
+                 init_cfg: Optional[dict] = None) -> None:
+        super().__init__(init_cfg=init_cfg)
+        self.channels = channels
+        self.height_mlp = RegionMLP(channels, region_size, step, 'h', norm_cfg, region_act_cfg)
+        self.width_mlp = RegionMLP(channels, region_size, step, 'w', norm_cfg, region_act_cfg)
+        self.channel_fc = nn.Conv2d(channels, channels, 1, bias=True)
+        self.reweight = Sequential()
+        self.reweight.add_module('fc1', nn.Conv2d(channels, channels // 4, 1, bias=True))
+        self.reweight.add_module('act', build_activation_layer(act_cfg))
+        self.reweight.add_module('fc2', nn.Conv2d(channels // 4, channels * 3, 1, bias=True))
+        self.proj = nn.Conv2d(channels, channels, 1, bias=True)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        B, C = x.shape[:2]
+        h = self.height_mlp(x)
+        w = self.width_mlp(x)
+        c = self.channel_fc(x)
+        # (B, C, H, W) -> (B, C, 1, 1) -> (B, 3C, 1, 1)
+        attn = self.reweight((h + w + c).mean(dim=(2, 3), keepdim=True))
+        # (B, 3C, 1, 1) -> (B, C, 3); output channel c*3 + k weighs branch k of channel c
+        attn = attn.reshape(B, C, 3).softmax(dim=2)
+        # (B, C, 3) -> 3 x (B, C, 1, 1)
+        a_h, a_w, a_c = (attn[..., k].reshape(B, C, 1, 1) for k in range(3))
+        return self.proj(h * a_h + w * a_w + c * a_c)
+
+
+class HireBlock(BaseModule):
+    """A Hire-MLP block: a Hire module and a channel MLP, each in a pre-norm residual.
+
+    Args:
+        channels (int): Number of input and output channels.
+        region_size (int): Positions per region of the Hire module.
+        step (int): Cross-region shift of this block; 0 disables it.
+        mlp_ratio (float): Hidden width of the channel MLP relative to ``channels``.
+            Defaults to 4.
+        drop_path_rate (float): Stochastic depth rate of both residual branches.
+            Defaults to 0.
+        norm_cfg (dict): Config of the norm layers. Defaults to ``dict(type='BN')``.
+        act_cfg (dict): Config of the activation of the channel and reweighting MLPs.
+            Defaults to ``dict(type='GELU')``.
+        region_act_cfg (dict): Config of the activation inside the region MLPs.
+            Defaults to ``dict(type='ReLU')``.
+        with_cp (bool): Trade compute for memory with gradient checkpointing.
+            Defaults to False.
+        init_cfg (dict, optional): Initialization config. Defaults to None.
+    """
+
+    def __init__(self,
+                 channels: int,
+                 region_size: int,
+                 step: int,
+                 mlp_ratio: float = 4.,
+                 drop_path_rate: float = 0.,
+                 norm_cfg: dict = dict(type='BN'),
+                 act_cfg: dict = dict(type='GELU'),
+                 region_act_cfg: dict = dict(type='ReLU'),
+                 with_cp: bool = False,
+                 init_cfg: Optional[dict] = None) -> None:
+        super().__init__(init_cfg=init_cfg)
+        self.with_cp = with_cp
+        self.step = step
+        self.norm1 = build_norm_layer(norm_cfg, channels)[1]
+        self.token_mixer = HireMixer(channels, region_size, step, norm_cfg, act_cfg,
+                                     region_act_cfg)
+        self.norm2 = build_norm_layer(norm_cfg, channels)[1]
+        hidden = int(channels * mlp_ratio)
+        self.mlp = Sequential()
+        self.mlp.add_module('fc1', nn.Conv2d(channels, hidden, 1, bias=True))
+        self.mlp.add_module('act', build_activation_layer(act_cfg))
+        self.mlp.add_module('fc2', nn.Conv2d(hidden, channels, 1, bias=True))
+        self.drop_path = DropPath(drop_path_rate) if drop_path_rate > 0 else nn.Identity()
+
+    def _inner_forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = x + self.drop_path(self.token_mixer(self.norm1(x)))
+        return x + self.drop_path(self.mlp(self.norm2(x)))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.with_cp and x.requires_grad:
+            return cp.checkpoint(self._inner_forward, x, use_reentrant=False)
+        return self._inner_forward(x)
+
+
+@MODELS.register_module()
+class HireMLP(BaseModule):
+    """Hire-MLP backbone.
+
+    A pyramid of four stages of Hire blocks behind a 7x7 stride-4 stem, with 3x3 stride-2
+    downsampling between stages, as in `Hire-MLP: Vision MLP via Hierarchical Rearrangement
+    <https://arxiv.org/abs/2108.13341>`_. Inside each block, tokens of small regions are folded
+    into channels and mixed by 1x1 convolutions (inner-region rearrangement), and every other
+    block shifts the feature map so that regions exchange information (cross-region
+    rearrangement). The output of stage ``i`` has stride ``4 * 2**i``.
+
+    Args:
+        arch (str | dict): Architecture. A name in :attr:`arch_zoo` (``'tiny'``, ``'small'``,
+            ``'base'``, ``'large'`` or their first letters), or a dict with the keys
+            ``depths``, ``channels``, ``mlp_ratios``, ``region_sizes``, ``step_strides`` and
+            ``step_dilations``, each a sequence with one entry per stage.
+            Defaults to ``'tiny'``.
+        in_channels (int): Number of input image channels. Defaults to 3.
+        drop_path_rate (float): Stochastic depth rate of the last block; block ``k`` of
+            ``n`` gets ``drop_path_rate * k / (n - 1)``. Defaults to 0.
+        out_indices (Sequence[int] | int): Stages whose outputs are returned, counted from 0;
+            negative values count from the end. Each gets its own norm layer; outputs come
+            in stage order. Defaults to ``(3, )``.
+        frozen_stages (int): Stages to freeze (parameters fixed, norm layers in eval mode):
+            -1 freezes nothing, 0 the stem only, and ``k > 0`` the stem and the first ``k``
+            stages with their downsampling layers, as in mmdet. Defaults to -1.
+        norm_eval (bool): Keep every batch-norm layer in eval mode (frozen statistics) while
+            training. Defaults to False.
+        norm_cfg (dict): Config of all norm layers. Defaults to ``dict(type='BN')``.
+        act_cfg (dict): Config of the activation of the channel and reweighting MLPs.
+            Defaults to ``dict(type='GELU')``.
+        conv_act_cfg (dict): Config of the activation after the stem, the downsampling
+            convolutions and inside the region MLPs. Defaults to ``dict(type='ReLU')``.
+        with_cp (bool): Use gradient checkpointing in every block, which saves memory at the
+            cost of a second forward pass. Defaults to False.
+        init_cfg (dict | list[dict], optional): Initialization config. Defaults to truncated
+            normal (std 0.02) weights and zero biases for convolutions and linear layers, and
+            weight 1, bias 0 for norm layers.
+
+    Examples:
+        >>> import torch
+        >>> from mmhire.models import HireMLP
+        >>> model = HireMLP(arch='tiny', out_indices=(0, 1, 2, 3)).eval()
+        >>> for out in model(torch.rand(1, 3, 224, 224)):
+        ...     print(tuple(out.shape))
+        (1, 64, 56, 56)
+        (1, 128, 28, 28)
+        (1, 320, 14, 14)
+        (1, 512, 7, 7)
+    """
+
+    _shared = dict(
+        mlp_ratios=[4, 4, 4, 4],
+        region_sizes=[4, 3, 3, 2],
+        step_strides=[2, 2, 3, 2],
+        step_dilations=[2, 2, 1, 1])
+    arch_zoo: Dict[str, dict] = {
+        **dict.fromkeys(['t', 'tiny'],
+                        dict(depths=[2, 2, 4, 2], channels=[64, 128, 320, 512], **_shared)),
+        **dict.fromkeys(['s', 'small'],
+                        dict(depths=[3, 4, 10, 3], channels=[64, 128, 320, 512], **_shared)),
+        **dict.fromkeys(['b', 'base'],
+                        dict(depths=[4, 6, 24, 3], channels=[64, 128, 320, 512], **_shared)),
+        **dict.fromkeys(['l', 'large'],
+                        dict(depths=[4, 6, 24, 3], channels=[96, 192, 384, 768], **_shared)),
+    }
+    arch_keys = ('depths', 'channels', 'mlp_ratios', 'region_sizes', 'step_strides',
+                 'step_dilations')
+
+    def __init__(self,
+                 arch: Union[str, dict] = 'tiny',
+                 in_channels: int = 3,
+                 drop_path_rate: float = 0.,
+                 out_indices: Union[Sequence[int], int] = (3, ),
+                 frozen_stages: int = -1,
+                 norm_eval: bool = False,
+                 norm_cfg: dict = dict(type='BN'),
+                 act_cfg: dict = dict(type='GELU'),
+                 conv_act_cfg: dict = dict(type='ReLU'),
+                 with_cp: bool = False,
+                 init_cfg: Optional[Union[dict, List[dict]]] = [
+                     dict(type='TruncNormal', layer=['Conv2d', 'Linear'], std=.02, bias=0.),
+                     dict(type='Constant', layer=['_BatchNorm', 'GroupNorm', 'LayerNorm'],
+                          val=1., bias=0.),
+                 ]) -> None:
+        super().__init__(init_cfg=init_cfg)
+        self.arch_settings = self._parse_arch(arch)
+        depths = self.arch_settings['depths']
+        channels = self.arch_settings['channels']
+        self.num_stages = len(depths)
+        self.channels = list(channels)
+        self.in_channels = in_channels
+        self.out_indices = self._parse_out_indices(out_indices, self.num_stages)
+        if not isinstance(frozen_stages, int) or not -1 <= frozen_stages <= self.num_stages:
+            raise ValueError(f'HireMLP: frozen_stages must be an int from -1 (nothing) to '
+                             f'{self.num_stages} (every stage), got {frozen_stages!r}')
+        if not 0. <= drop_path_rate < 1.:
+            raise ValueError(f'HireMLP: drop_path_rate must be in [0, 1), got {drop_path_rate!r}')
+        self.frozen_stages = frozen_stages
+        self.norm_eval = norm_eval
+        self.with_cp = with_cp
+
+        total = sum(depths)
+        rates = [drop_path_rate * k / max(total - 1, 1) for k in range(total)]
+
+        # downsample_layers[0] is the stem; downsample_layers[i] opens stage i.
+        self.downsample_layers = nn.ModuleList()
+        self.stages = nn.ModuleList()
+        block_id = 0
+        for i, depth in enumerate(depths):
+            if i == 0:
+                down = ConvModule(in_channels, channels[0], 7, stride=4, padding=2, bias=True,
+                                  norm_cfg=norm_cfg, act_cfg=conv_act_cfg)
+            else:
+                down = ConvModule(channels[i - 1], channels[i], 3, stride=2, padding=1,
+                                  bias=True, norm_cfg=norm_cfg, act_cfg=conv_act_cfg)
+            self.downsample_layers.append(down)
+            stride = self.arch_settings['step_strides'][i]
+            dilation = self.arch_settings['step_dilations'][i]
+            blocks = [
+                HireBlock(
+                    channels[i],
+                    region_size=self.arch_settings['region_sizes'][i],
+                    step=(j % stride) * dilation,
+                    mlp_ratio=self.arch_settings['mlp_ratios'][i],
+                    drop_path_rate=rates[block_id + j],
+                    norm_cfg=norm_cfg,
+                    act_cfg=act_cfg,
+                    region_act_cfg=conv_act_cfg,
+                    with_cp=with_cp) for j in range(depth)
+            ]
+            block_id += depth
+            self.stages.append(Sequential(*blocks))
+
+        for i in self.out_indices:
+            self.add_module(f'norm{i}', build_norm_layer(norm_cfg, channels[i])[1])
+
+        self._freeze_stages()
+
+    @property
+    def out_channels(self) -> List[int]:
+        """Channels of each returned feature map, in the order of ``out_indices``."""
+        return [self.channels[i] for i in self.out_indices]
+
+    @property
+    def out_strides(self) -> List[int]:
+        """Stride of each returned feature map, in the order of ``out_indices``."""
+        return [4 * 2**i for i in self.out_indices]
+
+    @classmethod
+    def _parse_arch(cls, arch: Union[str, dict]) -> dict:
+        if isinstance(arch, str):
+            key = arch.lower()
+            if key not in cls.arch_zoo:
+                raise ValueError(f'HireMLP: unknown arch {arch!r}; choose one of '
+                                 f'{sorted(cls.arch_zoo)} or pass a dict with the keys '
+                                 f'{list(cls.arch_keys)}')
+            return copy.deepcopy(cls.arch_zoo[key])
+        if not isinstance(arch, dict):
+            raise TypeError(f'HireMLP: arch must be a str or a dict, got {type(arch).__name__}')
+        missing = [k for k in cls.arch_keys if k not in arch]
+        unknown = [k for k in arch if k not in cls.arch_keys]
+        if missing or unknown:
+            raise ValueError(f'HireMLP: custom arch needs exactly the keys {list(cls.arch_keys)};'
+                             f' missing {missing}, unknown {unknown}')
+        settings = {k: list(arch[k]) if isinstance(arch[k], (list, tuple)) else arch[k]
+                    for k in cls.arch_keys}
+        bad = [k for k, v in settings.items() if not isinstance(v, list) or not v]
+        if bad:
+            raise ValueError(f'HireMLP: custom arch values must be non-empty lists with one '
+                             f'entry per stage; not so for {bad}')
+        lengths = {k: len(v) for k, v in settings.items()}
+        if len(set(lengths.values())) != 1:
+            raise ValueError(f'HireMLP: custom arch lists must all have one entry per stage, '
+                             f'got lengths {lengths}')
+        for key in ('depths', 'channels', 'region_sizes', 'step_strides'):
+            if any(not isinstance(v, int) or v < 1 for v in settings[key]):
+                raise ValueError(f'HireMLP: arch {key} must be positive ints, '
+                                 f'got {settings[key]}')
+        if any(not isinstance(v, int) or v < 0 for v in settings['step_dilations']):
+            raise ValueError(f'HireMLP: arch step_dilations must be non-negative ints, '
+                             f'got {settings["step_dilations"]}')
+        if any(v <= 0 for v in settings['mlp_ratios']):
+            raise ValueError(f'HireMLP: arch mlp_ratios must be positive, '
+                             f'got {settings["mlp_ratios"]}')
+        if any(c < 4 for c in settings['channels']):
+            raise ValueError(f'HireMLP: arch channels must be at least 4 (the reweighting MLP '
+                             f'has channels // 4 units), got {settings["channels"]}')
+        return settings
+
+    @staticmethod
+    def _parse_out_indices(out_indices: Union[Sequence[int], int],
+                           num_stages: int) -> List[int]:
+        if isinstance(out_indices, int):
+            out_indices = [out_indices]
+        if not isinstance(out_indices, (list, tuple)) or not out_indices:
+            raise TypeError(f'HireMLP: out_indices must be an int or a non-empty sequence of '
+                            f'ints, got {out_indices!r}')
+        parsed = []
+        for index in out_indices:
+            if not isinstance(index, int) or not -num_stages <= index < num_stages:
+                raise ValueError(f'HireMLP: out_indices entries must be ints in '
+                                 f'[{-num_stages}, {num_stages - 1}] for {num_stages} stages, '
+                                 f'got {index!r}')
+            parsed.append(index % num_stages)
+        if len(set(parsed)) != len(parsed):
+            raise ValueError(f'HireMLP: out_indices name a stage twice: {list(out_indices)}')
+        return sorted(parsed)
+
+    def _freeze_stages(self) -> None:
+        if self.frozen_stages < 0:
+            return
+        frozen = [self.downsample_layers[0]]
+        for i in range(self.frozen_stages):
+            if i > 0:
+                frozen.append(self.downsample_layers[i])
+            frozen.append(self.stages[i])
+        for module in frozen:
+            module.eval()
+            for param in module.parameters():
+                param.requires_grad = False
+
+    def _check_input(self, x: torch.Tensor) -> None:
+        if not isinstance(x, torch.Tensor) or x.dim() != 4:
+            shape = tuple(x.shape) if isinstance(x, torch.Tensor) else type(x).__name__
+            raise ValueError(f'HireMLP expects a 4-D tensor (B, C, H, W), got {shape}')
+        if not x.is_floating_point():
+            raise TypeError(f'HireMLP expects a floating-point input, got {x.dtype}; convert '
+                            f'images with .float() and normalise them first')
+        if x.size(1) != self.in_channels:
+            raise ValueError(f'HireMLP was built with in_channels={self.in_channels} but the '
+                             f'input has {x.size(1)} channels (shape {tuple(x.shape)})')
+        if min(x.shape[2:]) < MIN_INPUT_SIZE:
+            raise ValueError(f'HireMLP needs inputs of at least {MIN_INPUT_SIZE}x'
+                             f'{MIN_INPUT_SIZE} pixels, got {tuple(x.shape[2:])}; resize or '
+                             f'pad the images')
+
+    def forward(self, x: torch.Tensor) -> Tuple[torch.Tensor, ...]:
+        """Returns the normed outputs of the stages in ``out_indices``, each (B, C_i, H_i, W_i).
+
+        ``H_0 = floor((H - 3) / 4) + 1`` after the stem and ``H_{i+1} = ceil(H_i / 2)``.
+        """
+        self._check_input(x)
+        outs = []
+        for i in range(self.num_stages):
+            x = self.downsample_layers[i](x)
+            x = self.stages[i](x)
+            if i in self.out_indices:
+                outs.append(getattr(self, f'norm{i}')(x))
+        return tuple(outs)
+
+    def train(self, mode: bool = True) -> 'HireMLP':
+        super().train(mode)
+        self._freeze_stages()
+        if mode and self.norm_eval:
+            for module in self.modules():
+                if isinstance(module, _BatchNorm):
+                    module.eval()
+        return self
+
+
+__all__ = ['HireMLP', 'HireBlock', 'HireMixer', 'RegionMLP', 'MIN_INPUT_SIZE']
