@@ -1,0 +1,92 @@
+"""The converter end to end: released layout -> tool -> mmpretrain classifier from the config."""
+import os
+
+import pytest
+import torch
+from conftest import CONFIG_DIR, load_tool
+from reference_hire_mlp import ReferenceHireMLPNet, randomize_
+
+from mmhire.models import HireMLP
+from mmhire.utils.config import build_model, load_config
+
+converter = load_tool('model_converters/hire_mlp_to_mmhire.py')
+
+
+def stage_outputs(backbone):
+    """Registers hooks that record the un-normed output of every stage."""
+    outs = {}
+    for k, stage in enumerate(backbone.stages):
+        stage.register_forward_hook(lambda m, i, o, k=k: outs.__setitem__(k, o))
+    return outs
+
+
+@pytest.fixture(scope='module')
+def converted(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp('convert')
+    reference = randomize_(ReferenceHireMLPNet('tiny'), seed=7).eval()
+    ema = randomize_(ReferenceHireMLPNet('tiny'), seed=8).state_dict()
+    src = tmp / 'hire_mlp_tiny.pth'
+    torch.save(dict(model=reference.state_dict(), model_ema=ema, epoch=299), src)
+    dst = tmp / 'checkpoints' / 'hire_t_in1k.pth'
+    assert converter.main([str(src), str(dst)]) == 0
+    return reference, src, dst
+
+
+def test_checkpoint_is_weights_only_and_complete(converted):
+    _, _, dst = converted
+    ckpt = torch.load(dst, map_location='cpu', weights_only=True)
+    model = build_model(load_config(os.path.join(CONFIG_DIR, 'hire_t_in1k.py')))
+    missing, unexpected = model.load_state_dict(ckpt['state_dict'], strict=False)
+    assert missing == [] and unexpected == []
+
+
+def test_logits_and_stages_equal_released_model(converted):
+    reference, _, dst = converted
+    model = build_model(load_config(os.path.join(CONFIG_DIR, 'hire_t_in1k.py')))
+    model.load_state_dict(torch.load(dst, weights_only=True)['state_dict'], strict=True)
+    model.eval()
+    outs = stage_outputs(model.backbone)
+    checked = 0
+    for size in [(224, 224), (193, 257), (96, 160)]:
+        x = torch.randn(2, 3, *size)
+        with torch.no_grad():
+            expected_logits = reference(x)
+            expected_stages = reference.forward_stages(x)
+            logits = model(x, mode='tensor')
+        assert (logits - expected_logits).abs().max() < 1e-4
+        for k in range(4):
+            assert (outs[k] - expected_stages[k]).abs().max() < 1e-4
+            checked += 1
+    assert checked == 12
+
+
+def test_pretrained_init_cfg_loads_backbone(converted):
+    reference, _, dst = converted
+    backbone = HireMLP(arch='tiny', out_indices=(0, 1, 2, 3), init_cfg=dict(
+        type='Pretrained', checkpoint=str(dst), prefix='backbone.'))
+    backbone.init_weights()
+    own = backbone.state_dict()
+    assert torch.equal(own['downsample_layers.0.conv.weight'],
+                       reference.state_dict()['patch_embed.proj.weight'])
+    assert torch.equal(own['stages.3.1.mlp.fc2.bias'],
+                       reference.state_dict()['network.6.1.mlp.fc2.bias'])
+
+
+def test_use_ema(converted, tmp_path):
+    _, src, _ = converted
+    dst = tmp_path / 'ema.pth'
+    assert converter.main([str(src), str(dst), '--use-ema']) == 0
+    ema = torch.load(src, weights_only=True)['model_ema']
+    got = torch.load(dst, weights_only=True)['state_dict']
+    assert torch.equal(got['head.fc.weight'], ema['head.weight'])
+
+
+def test_bad_source_reports_and_writes_nothing(tmp_path, capsys):
+    src = tmp_path / 'resnet.pth'
+    torch.save({'conv1.weight': torch.zeros(1)}, src)
+    dst = tmp_path / 'out.pth'
+    assert converter.main([str(src), str(dst)]) == 1
+    assert 'released Hire-MLP checkpoint' in capsys.readouterr().err
+    assert converter.main([str(tmp_path / 'nope.pth'), str(dst)]) == 1
+    assert 'does not exist' in capsys.readouterr().err
+    assert not dst.exists()
