@@ -1,0 +1,16 @@
+# Hire-MLP-large on ImageNet-1k: 8 GPUs x 128 images = total batch 1024, 300 epochs
+# + 10 cool-down, AdamW lr 5e-4 x 1024 / 512, drop path 0.3.
+_base_ = ['./_base_/models/hire_mlp_cls.py', './_base_/hire_mlp_in1k_recipe.py']
+
+lr = 5e-4 * 1024 / 512
+model = dict(
+    backbone=dict(arch='large', drop_path_rate=0.3), head=dict(in_channels=768))
+train_dataloader = dict(batch_size=128)
+optim_wrapper = dict(optimizer=dict(lr=lr))
+param_scheduler = [
+    dict(type='LinearLR', start_factor=1e-6 / lr, by_epoch=True, begin=0, end=20,
+         convert_to_iter_based=True),
+    dict(type='CosineAnnealingLR', eta_min=1e-5, by_epoch=True, begin=20, end=300,
+         T_max=280, convert_to_iter_based=True),
+]
+auto_scale_lr = dict(base_batch_size=1024)
