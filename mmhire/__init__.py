@@ -5,6 +5,7 @@ Importing the package registers :class:`mmhire.models.HireMLP` in mmengine's roo
 ``dict(type='HireMLP', ...)`` once ``custom_imports=dict(imports=['mmhire'])`` is set.
 Nothing here imports mmdet, mmseg or mmpretrain.
 """
+from . import engine  # noqa: F401  (registers the CPU mixed-precision optim wrapper)
 from .models import HireMLP
 from .version import __version__
 

@@ -1,0 +1,258 @@
+"""What tools/train.py and tools/test.py do, for mmpretrain, mmdet and mmseg configs alike.
+
+The tools only parse arguments; preparing the config (work dir, resume, AMP, SyncBN in a
+single process), checking that data and pretrained weights exist, and building the runner
+live here.
+"""
+import os
+import os.path as osp
+import time
+from typing import Any, Iterator, List, Optional, Tuple
+
+import torch
+from mmengine.config import Config
+
+from .dist import init_cpu_process_group
+
+DEMO_HINT = ('generate the built-in demo data with `python tools/misc/make_demo_data.py` and '
+             'use a config from configs/demo/')
+DATA_HINTS = {
+    'coco': 'download COCO 2017 (train2017, val2017, annotations) into data/coco',
+    'ade': 'download ADEChallengeData2016 into data/ade/ADEChallengeData2016',
+    'imagenet': 'download ImageNet-1k (train/, val/ and meta/) into data/imagenet',
+}
+
+
+_RUNNER_COUNT = 0
+
+
+class ConfigError(RuntimeError):
+    """A config cannot run as it stands; the message says what to change."""
+
+
+def _walk(node: Any) -> Iterator[dict]:
+    """Yields every dict inside ``node`` (itself included), depth first."""
+    if isinstance(node, dict):
+        yield node
+        for value in node.values():
+            yield from _walk(value)
+    elif isinstance(node, (list, tuple)):
+        for value in node:
+            yield from _walk(value)
+
+
+def convert_sync_bn(cfg: Config) -> int:
+    """Replaces ``SyncBN`` with ``BN`` in ``cfg.model``; returns how many were replaced.
+
+    SyncBN needs a distributed process group on GPUs; a single process or a CPU run
+    computes plain batch norm instead (the same thing for one process).
+    """
+    count = 0
+    for node in _walk(cfg.get('model', {})):
+        if node.get('type') == 'SyncBN':
+            node['type'] = 'BN'
+            count += 1
+    return count
+
+
+def _datasets(loader_cfg: Optional[dict]) -> Iterator[dict]:
+    if not loader_cfg:
+        return
+    stack = [loader_cfg.get('dataset')]
+    while stack:
+        dataset = stack.pop()
+        if not isinstance(dataset, dict):
+            continue
+        if 'dataset' in dataset:  # RepeatDataset, ClassBalancedDataset, ...
+            stack.append(dataset['dataset'])
+        elif 'datasets' in dataset:  # ConcatDataset
+            stack.extend(dataset['datasets'])
+        else:
+            yield dataset
+
+
+def _hint_for(path: str) -> str:
+    if 'demo' in path.split(os.sep) or 'demo' in path:
+        return DEMO_HINT
+    for key, hint in DATA_HINTS.items():
+        if key in path.lower():
+            return f'{hint}, or {DEMO_HINT}'
+    return f'point the config at your data, or {DEMO_HINT}'
+
+
+def dataset_paths(dataset: dict) -> List[Tuple[str, str]]:
+    """The (description, path) pairs a dataset config needs on disk."""
+    root = dataset.get('data_root') or ''
+    paths = []
+    if root:
+        paths.append(('data_root', root))
+    ann_file = dataset.get('ann_file')
+    if ann_file:
+        paths.append(('ann_file', osp.join(root, ann_file)))
+    prefix = dataset.get('data_prefix')
+    if isinstance(prefix, str):
+        prefix = dict(img=prefix)
+    for key, value in (prefix or {}).items():
+        if isinstance(value, str) and value:
+            paths.append((f'data_prefix.{key}', osp.join(root, value)))
+    return paths
+
+
+def check_data(cfg: Config, loaders: Tuple[str, ...]) -> None:
+    """Stops with a clear error when a dataset folder or file of ``loaders`` is missing."""
+    for loader in loaders:
+        for dataset in _datasets(cfg.get(loader)):
+            for what, path in dataset_paths(dataset):
+                if path.startswith(('s3://', 'http://', 'https://')) or osp.exists(path):
+                    continue
+                raise ConfigError(
+                    f'{loader}: the {dataset.get("type", "dataset")} {what} {path!r} does '
+                    f'not exist (looked in {osp.abspath(path)}). To get it: '
+                    f'{_hint_for(path)}.')
+
+
+def check_pretrained(cfg: Config) -> None:
+    """Stops with a clear error when a ``Pretrained`` init names a local file that is missing."""
+    for node in _walk(cfg.get('model', {})):
+        if node.get('type') != 'Pretrained':
+            continue
+        checkpoint = node.get('checkpoint')
+        if not isinstance(checkpoint, str) or '://' in checkpoint or osp.exists(checkpoint):
+            continue
+        raise ConfigError(
+            f'the pretrained backbone checkpoint {checkpoint!r} does not exist. Convert the '
+            f'released ImageNet weights with `python tools/model_converters/'
+            f'hire_mlp_to_mmhire.py hire_mlp_<arch>.pth {checkpoint}`, or train without them '
+            f'with --cfg-options model.backbone.init_cfg=None')
+
+
+def _set_device_backend(cfg: Config, launcher: str) -> None:
+    """SyncBN becomes BN in one process or on the CPU; the CPU runs use gloo."""
+    if launcher == 'none' or not torch.cuda.is_available():
+        convert_sync_bn(cfg)
+    if launcher != 'none' and not torch.cuda.is_available():
+        cfg.env_cfg = cfg.get('env_cfg') or {}
+        cfg.env_cfg.dist_cfg = dict(backend='gloo')
+
+
+def prepare_train_config(cfg: Config, *, config_path: str, work_dir: Optional[str] = None,
+                         resume: Optional[str] = None, amp: bool = False,
+                         auto_scale_lr: bool = False, launcher: str = 'none') -> Config:
+    """Applies the train tool's options to ``cfg`` (in place) and returns it."""
+    cfg.launcher = launcher
+    if work_dir is not None:
+        cfg.work_dir = work_dir
+    elif cfg.get('work_dir') is None:
+        cfg.work_dir = osp.join('./work_dirs', osp.splitext(osp.basename(config_path))[0])
+    _set_device_backend(cfg, launcher)
+    if amp:
+        optim_wrapper = cfg.optim_wrapper
+        if torch.cuda.is_available():
+            optim_wrapper.type = 'AmpOptimWrapper'
+            optim_wrapper.setdefault('loss_scale', 'dynamic')
+        else:
+            # bfloat16 autocast on the CPU: no loss scaling needed.
+            optim_wrapper.type = 'CPUBF16OptimWrapper'
+    if auto_scale_lr:
+        if 'auto_scale_lr' not in cfg or 'base_batch_size' not in cfg.auto_scale_lr:
+            raise ConfigError('--auto-scale-lr needs auto_scale_lr.base_batch_size in the '
+                              'config (the total batch its learning rate was set for)')
+        cfg.auto_scale_lr.enable = True
+    if resume == 'auto':
+        cfg.resume = True
+        cfg.load_from = None
+    elif resume is not None:
+        if not osp.isfile(resume):
+            raise ConfigError(f'--resume {resume!r}: no such checkpoint file')
+        cfg.resume = True
+        cfg.load_from = resume
+    hooks = list(cfg.get('custom_hooks') or [])
+    if not any(h.get('type') == 'WeightsOnlyCheckpointHook' for h in hooks):
+        hooks.append(dict(type='WeightsOnlyCheckpointHook'))
+    cfg.custom_hooks = hooks
+    check_data(cfg, ('train_dataloader', 'val_dataloader'))
+    if not cfg.get('resume') and not cfg.get('load_from'):
+        check_pretrained(cfg)
+    return cfg
+
+
+def prepare_test_config(cfg: Config, *, config_path: str, checkpoint: str,
+                        work_dir: Optional[str] = None, out: Optional[str] = None,
+                        show_dir: Optional[str] = None, amp: bool = False,
+                        launcher: str = 'none') -> Config:
+    """Applies the test tool's options to ``cfg`` (in place) and returns it."""
+    cfg.launcher = launcher
+    if work_dir is not None:
+        cfg.work_dir = work_dir
+    elif cfg.get('work_dir') is None:
+        cfg.work_dir = osp.join('./work_dirs', osp.splitext(osp.basename(config_path))[0])
+    if not osp.isfile(checkpoint):
+        raise ConfigError(f'checkpoint {checkpoint!r} does not exist')
+    cfg.load_from = checkpoint
+    _set_device_backend(cfg, launcher)
+    # The checkpoint replaces the backbone's initial weights: no need to read them first.
+    for node in _walk(cfg.get('model', {})):
+        if isinstance(node.get('init_cfg'), dict) and node['init_cfg'].get(
+                'type') == 'Pretrained':
+            node['init_cfg'] = None
+    if amp:
+        cfg.test_cfg = cfg.get('test_cfg') or {}
+        cfg.test_cfg.fp16 = True
+    if out is not None:
+        _add_dump_metric(cfg, out)
+    if show_dir is not None:
+        _enable_visualization(cfg, show_dir)
+    check_data(cfg, ('test_dataloader', ))
+    return cfg
+
+
+def _add_dump_metric(cfg: Config, out: str) -> None:
+    if not out.endswith(('.pkl', '.pickle')):
+        raise ConfigError(f'--out {out!r}: the results file must end with .pkl or .pickle')
+    # mmdet's own dump encodes masks compactly; the others use mmengine's generic one.
+    dump_type = 'DumpDetResults' if cfg.get('default_scope') == 'mmdet' else 'DumpResults'
+    dump = dict(type=dump_type, out_file_path=out)
+    evaluator = cfg.test_evaluator
+    if isinstance(evaluator, (list, tuple)):
+        cfg.test_evaluator = list(evaluator) + [dump]
+    elif 'metrics' in evaluator:
+        evaluator.metrics = list(evaluator.metrics) + [dump]
+    else:
+        cfg.test_evaluator = [evaluator, dump]
+
+
+def _enable_visualization(cfg: Config, show_dir: str) -> None:
+    hook = cfg.get('default_hooks', {}).get('visualization')
+    if hook is None:
+        raise ConfigError('--show-dir needs a visualization hook in default_hooks')
+    show_dir = osp.abspath(show_dir)
+    scope = cfg.get('default_scope')
+    if scope == 'mmdet':
+        hook.update(draw=True, test_out_dir=show_dir)
+    elif scope == 'mmseg':
+        hook.update(draw=True, interval=1)
+        cfg.visualizer.save_dir = show_dir
+    elif scope == 'mmpretrain':
+        hook.update(enable=True, out_dir=show_dir, interval=1)
+    else:
+        raise ConfigError(f'--show-dir: no known visualization hook for scope {scope!r}')
+
+
+def build_runner(cfg: Config):
+    """Builds the runner in the config's scope (a custom ``runner_type`` if it names one)."""
+    from mmengine.registry import RUNNERS
+    from mmengine.runner import Runner
+
+    init_cpu_process_group(cfg.get('launcher', 'none'))
+    # mmengine keeps one logger and one visualizer per name; a unique name per runner keeps
+    # the logs and pictures of several runners in one process (tests, the demo) apart.
+    global _RUNNER_COUNT
+    _RUNNER_COUNT += 1
+    stem = osp.splitext(osp.basename(cfg.filename or 'config'))[0]
+    name = cfg.get('experiment_name') or f'{stem}_{time.strftime("%Y%m%d_%H%M%S")}'
+    cfg.experiment_name = f'{name}_{os.getpid()}_{_RUNNER_COUNT}'
+    if isinstance(cfg.get('visualizer'), dict):
+        cfg.visualizer.name = cfg.experiment_name
+    if 'runner_type' in cfg:
+        return RUNNERS.build(cfg)
+    return Runner.from_cfg(cfg)

@@ -1,0 +1,48 @@
+"""Evaluate a checkpoint of an mmhire config (mmpretrain, mmdet or mmseg).
+
+    python tools/test.py CONFIG CHECKPOINT [--work-dir DIR] [--out results.pkl]
+        [--show-dir DIR] [--amp] [--cfg-options k=v ...] [--launcher none|pytorch|slurm]
+"""
+import argparse
+import os
+import sys
+
+from mmhire.engine import ConfigError, build_runner, prepare_test_config
+from mmhire.utils.config import DictAction, load_config
+
+
+def parse_args(argv=None):
+    parser = argparse.ArgumentParser(description='Test (and evaluate) a model')
+    parser.add_argument('config', help='test config file path')
+    parser.add_argument('checkpoint', help='checkpoint file')
+    parser.add_argument('--work-dir', help='the dir to save the evaluation metrics')
+    parser.add_argument('--out', help='dump the predictions to this pickle file')
+    parser.add_argument('--show-dir', help='draw the predictions on the images into this dir')
+    parser.add_argument('--amp', action='store_true', help='run inference in mixed precision')
+    parser.add_argument('--cfg-options', nargs='+', action=DictAction,
+                        help='override config entries')
+    parser.add_argument('--launcher', choices=['none', 'pytorch', 'slurm', 'mpi'],
+                        default='none', help='job launcher')
+    parser.add_argument('--local_rank', '--local-rank', type=int, default=0)
+    args = parser.parse_args(argv)
+    os.environ.setdefault('LOCAL_RANK', str(args.local_rank))
+    return args
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    try:
+        cfg = load_config(args.config, args.cfg_options)
+        prepare_test_config(cfg, config_path=args.config, checkpoint=args.checkpoint,
+                            work_dir=args.work_dir, out=args.out, show_dir=args.show_dir,
+                            amp=args.amp, launcher=args.launcher)
+    except (ConfigError, FileNotFoundError) as err:
+        print(f'error: {err}', file=sys.stderr)
+        return 2
+    runner = build_runner(cfg)
+    runner.test()
+    return 0
+
+
+if __name__ == '__main__':
+    sys.exit(main())
