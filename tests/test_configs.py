@@ -25,6 +25,9 @@ def test_there_are_configs():
         CONFIGS)
 
 
+BATCH_RE = re.compile(r'(\d+) (?:GPUs?|process(?:es)?) x (\d+) images = total batch (\d+)')
+
+
 @pytest.mark.parametrize('name', CONFIGS)
 def test_config_builds_with_its_library(name):
     match = NAME_RE.match(name)
@@ -35,15 +38,28 @@ def test_config_builds_with_its_library(name):
     model = build_model(cfg)
     backbone = model.backbone
     assert isinstance(backbone, HireMLP)
-    arch = ARCH_OF[match['arch']]
-    assert backbone.arch_settings == HireMLP.arch_zoo[arch]
+    assert backbone.arch_settings == HireMLP.arch_zoo[ARCH_OF[match['arch']]]
+    channels = backbone.channels
     if match['data'] == 'in1k':
-        assert cfg.model.head.in_channels == backbone.channels[-1]
-        assert model.head.fc.in_features == backbone.channels[-1]
-        total = cfg.train_dataloader.batch_size * 8
-        assert cfg.auto_scale_lr.base_batch_size == total
-        assert f'total batch {total}' in open(os.path.join(CONFIG_DIR, name)).read()
-        assert cfg.optim_wrapper.optimizer.lr == pytest.approx(5e-4 * total / 512)
+        assert cfg.model.head.in_channels == channels[-1]
+        assert model.head.fc.in_features == channels[-1]
+    elif match['data'] == 'coco':
+        assert backbone.out_indices == [0, 1, 2, 3]
+        assert list(cfg.model.neck.in_channels) == channels
+        assert [c.in_channels for c in model.neck.lateral_convs] == channels
+    else:
+        assert backbone.out_indices == [0, 1, 2, 3]
+        assert list(cfg.model.decode_head.in_channels) == channels
+        assert cfg.model.auxiliary_head.in_channels == channels[2]
+        assert cfg.model.auxiliary_head.in_index == 2
+
+    # The batch in the header comment, the dataloader and auto_scale_lr agree.
+    header = open(os.path.join(CONFIG_DIR, name)).read().split('_base_')[0]
+    batch = BATCH_RE.search(' '.join(header.replace('#', ' ').split()))
+    assert batch, f'{name}: the header comment does not state the total batch'
+    procs, per_proc, total = map(int, batch.groups())
+    assert per_proc == cfg.train_dataloader.batch_size
+    assert total == procs * per_proc == cfg.auto_scale_lr.base_batch_size
 
 
 @pytest.mark.parametrize('name,expected', [('hire_t_in1k.py', 18_041_672),
