@@ -3,6 +3,8 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 
 .PHONY: setup test lint demo clean-venv
+# TASK=det (Mask R-CNN, the main job), seg (UperNet) or cls (classifier)
+TASK ?= det
 
 setup:
 	bash tools/setup_env.sh
@@ -13,6 +15,9 @@ test: setup
 
 lint: setup
 	$(PY) -m ruff check mmhire tools tests configs
+
+demo: setup
+	$(PY) tools/run_demo.py --task $(TASK)
 
 clean-venv:
 	rm -rf $(VENV)
