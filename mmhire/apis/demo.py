@@ -48,7 +48,7 @@ def ensure_demo_data(data_root: str, which: str) -> bool:
     return True
 
 
-def _loss_curve(work_dir: str, out_file: str) -> int:
+def _loss_curve(work_dir: str, out_file: str, title: str) -> int:
     import matplotlib
     matplotlib.use('Agg')
     import matplotlib.pyplot as plt
@@ -70,7 +70,7 @@ def _loss_curve(work_dir: str, out_file: str) -> int:
     ax.set_yscale('log')
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
-    ax.set_title(osp.basename(osp.normpath(work_dir)))
+    ax.set_title(f'training loss: {title}')
     fig.tight_layout()
     fig.savefig(out_file, dpi=100)
     plt.close(fig)
@@ -129,12 +129,12 @@ def run_demo(task: str = 'det', data_root: str = 'data/demo', work_dir: str = 'w
     checkpoint = _latest_checkpoint(cfg.work_dir)
 
     loss_png = osp.join(task_dir, 'loss_curve.png')
-    logged = _loss_curve(cfg.work_dir, loss_png)
+    logged = _loss_curve(cfg.work_dir, loss_png, spec['config'])
     images = sorted(glob.glob(osp.join(data_root, spec['images'])))[:num_pictures]
     drawn = []
     for index, image in enumerate(images):
         out = osp.join(task_dir, 'predictions', f'{index:02d}.png')
-        inference_and_draw(cfg, checkpoint, image, out)
+        inference_and_draw(cfg, checkpoint, image, out, score_thr=0.5)
         drawn.append(out)
     pictures_png = osp.join(task_dir, 'predictions.png')
     _grid(drawn, pictures_png)

@@ -10,6 +10,8 @@ import subprocess
 
 import torch
 import torch.distributed as dist
+from mmengine.model import MMDistributedDataParallel
+from mmengine.registry import MODEL_WRAPPERS
 
 
 def _slurm_env() -> None:
@@ -46,3 +48,13 @@ def init_cpu_process_group(launcher: str) -> bool:
                            f'tools/slurm_train.sh (srun)')
     dist.init_process_group(backend='gloo', init_method='env://')
     return True
+
+
+
+@MODEL_WRAPPERS.register_module()
+class CPUDistributedDataParallel(MMDistributedDataParallel):
+    """mmengine's DDP wrapper for CPU processes: mmengine passes ``device_ids`` (the local
+    rank, a GPU index), which DistributedDataParallel refuses for a module on the CPU."""
+
+    def __init__(self, module, device_ids=None, **kwargs):
+        super().__init__(module=module, device_ids=None, **kwargs)

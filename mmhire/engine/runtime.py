@@ -12,7 +12,7 @@ from typing import Any, Iterator, List, Optional, Tuple
 import torch
 from mmengine.config import Config
 
-from .dist import init_cpu_process_group
+from .dist import CPUDistributedDataParallel, init_cpu_process_group  # noqa: F401
 
 DEMO_HINT = ('generate the built-in demo data with `python tools/misc/make_demo_data.py` and '
              'use a config from configs/demo/')
@@ -133,6 +133,11 @@ def _set_device_backend(cfg: Config, launcher: str) -> None:
     if launcher != 'none' and not torch.cuda.is_available():
         cfg.env_cfg = cfg.get('env_cfg') or {}
         cfg.env_cfg.dist_cfg = dict(backend='gloo')
+        wrapper = dict(cfg.get('model_wrapper_cfg') or {})
+        wrapper['type'] = 'CPUDistributedDataParallel'
+        wrapper.setdefault('broadcast_buffers', False)
+        wrapper.setdefault('find_unused_parameters', cfg.get('find_unused_parameters', False))
+        cfg.model_wrapper_cfg = wrapper
 
 
 def prepare_train_config(cfg: Config, *, config_path: str, work_dir: Optional[str] = None,
