@@ -86,6 +86,11 @@ def _grid(files: List[str], out_file: str, height: int = 256) -> None:
     cv2.imwrite(out_file, np.concatenate(tiles, axis=1))
 
 
+def _number(value):
+    """Metrics as plain floats (mmseg reports numpy scalars)."""
+    return None if value is None else round(float(value), 4)
+
+
 def _latest_checkpoint(work_dir: str) -> str:
     with open(osp.join(work_dir, 'last_checkpoint')) as f:
         return f.read().strip()
@@ -142,8 +147,8 @@ def run_demo(task: str = 'det', data_root: str = 'data/demo', work_dir: str = 'w
     summary = dict(
         task=task, config=config, data_generated=generated, checkpoint=checkpoint,
         train_seconds=round(train_seconds, 1), logged_iterations=logged,
-        untrained={k: before.get(k) for k in spec['metrics']},
-        trained={k: after.get(k) for k in spec['metrics']},
+        untrained={k: _number(before.get(k)) for k in spec['metrics']},
+        trained={k: _number(after.get(k)) for k in spec['metrics']},
         loss_curve=loss_png, predictions=pictures_png)
     with open(osp.join(task_dir, 'summary.json'), 'w') as f:
         json.dump(summary, f, indent=1)

@@ -76,5 +76,5 @@ def test_tool_writes_summary(tmp_path, capsys):
     tool = load_tool('misc/make_demo_data.py')
     tool.main(['--root', str(tmp_path), '--sets', 'imagenet'])
     summary = json.loads(capsys.readouterr().out)
-    assert summary['imagenet']['train'] == 120
+    assert summary['imagenet'] == {'train': 900, 'val': 90}
     assert not (tmp_path / 'coco').exists()
