@@ -135,7 +135,8 @@ def run_demo(task: str = 'det', data_root: str = 'data/demo', work_dir: str = 'w
 
     loss_png = osp.join(task_dir, 'loss_curve.png')
     logged = _loss_curve(cfg.work_dir, loss_png, spec['config'])
-    images = sorted(glob.glob(osp.join(data_root, spec['images'])))[:num_pictures]
+    images = sorted(glob.glob(osp.join(data_root, spec['images'])))
+    images = images[::max(1, len(images) // max(num_pictures, 1))][:num_pictures]  # spread out
     drawn = []
     for index, image in enumerate(images):
         out = osp.join(task_dir, 'predictions', f'{index:02d}.png')
