@@ -5,7 +5,7 @@ import os.path as osp
 import numpy as np
 from mmengine.config import Config
 
-from mmhire.engine.runtime import ConfigError, convert_sync_bn
+from mmhire.engine.runtime import ConfigError, convert_sync_bn, drop_pretrained_init
 
 
 def _read_rgb(image_path: str) -> np.ndarray:
@@ -22,10 +22,7 @@ def _read_rgb(image_path: str) -> np.ndarray:
 def _inference_config(config) -> Config:
     cfg = Config.fromfile(config) if isinstance(config, str) else config.copy()
     convert_sync_bn(cfg)
-    for node in (cfg.model.get('backbone') or {}, ):
-        if isinstance(node.get('init_cfg'), dict) and node['init_cfg'].get(
-                'type') == 'Pretrained':
-            node['init_cfg'] = None  # the checkpoint holds the trained weights
+    drop_pretrained_init(cfg)
     return cfg
 
 

@@ -126,6 +126,15 @@ def check_pretrained(cfg: Config) -> None:
             f'with --cfg-options model.backbone.init_cfg=None')
 
 
+def drop_pretrained_init(cfg: Config) -> None:
+    """Removes ``Pretrained`` initialisations from ``cfg.model``: a trained checkpoint is
+    loaded over the model anyway, so the ImageNet weights need not exist or be read."""
+    for node in _walk(cfg.get('model', {})):
+        if isinstance(node.get('init_cfg'), dict) and node['init_cfg'].get(
+                'type') == 'Pretrained':
+            node['init_cfg'] = None
+
+
 def _set_device_backend(cfg: Config, launcher: str) -> None:
     """SyncBN becomes BN in one process or on the CPU; the CPU runs use gloo."""
     if launcher == 'none' or not torch.cuda.is_available():
@@ -195,11 +204,7 @@ def prepare_test_config(cfg: Config, *, config_path: str, checkpoint: str,
         raise ConfigError(f'checkpoint {checkpoint!r} does not exist')
     cfg.load_from = checkpoint
     _set_device_backend(cfg, launcher)
-    # The checkpoint replaces the backbone's initial weights: no need to read them first.
-    for node in _walk(cfg.get('model', {})):
-        if isinstance(node.get('init_cfg'), dict) and node['init_cfg'].get(
-                'type') == 'Pretrained':
-            node['init_cfg'] = None
+    drop_pretrained_init(cfg)
     if amp:
         cfg.test_cfg = cfg.get('test_cfg') or {}
         cfg.test_cfg.fp16 = True
