@@ -4,11 +4,10 @@
         [--show-dir DIR] [--amp] [--cfg-options k=v ...] [--launcher none|pytorch|slurm]
 """
 import argparse
-import os
 import sys
 
 from mmhire.engine import ConfigError, build_runner, prepare_test_config
-from mmhire.utils.config import DictAction, load_config
+from mmhire.utils.config import load_config, parse_runner_args
 
 
 def parse_args(argv=None):
@@ -19,14 +18,7 @@ def parse_args(argv=None):
     parser.add_argument('--out', help='dump the predictions to this pickle file')
     parser.add_argument('--show-dir', help='draw the predictions on the images into this dir')
     parser.add_argument('--amp', action='store_true', help='run inference in mixed precision')
-    parser.add_argument('--cfg-options', nargs='+', action=DictAction,
-                        help='override config entries')
-    parser.add_argument('--launcher', choices=['none', 'pytorch', 'slurm', 'mpi'],
-                        default='none', help='job launcher')
-    parser.add_argument('--local_rank', '--local-rank', type=int, default=0)
-    args = parser.parse_args(argv)
-    os.environ.setdefault('LOCAL_RANK', str(args.local_rank))
-    return args
+    return parse_runner_args(parser, argv)
 
 
 def main(argv=None):

@@ -4,11 +4,10 @@
         [--amp] [--auto-scale-lr] [--cfg-options k=v ...] [--launcher none|pytorch|slurm]
 """
 import argparse
-import os
 import sys
 
 from mmhire.engine import ConfigError, build_runner, prepare_train_config
-from mmhire.utils.config import DictAction, load_config
+from mmhire.utils.config import load_config, parse_runner_args
 
 
 def parse_args(argv=None):
@@ -24,14 +23,8 @@ def parse_args(argv=None):
         '--resume', nargs='?', type=str, const='auto',
         help='resume from this checkpoint, or without a value from the latest checkpoint '
         'in the work dir')
-    parser.add_argument('--cfg-options', nargs='+', action=DictAction,
-                        help='override config entries, e.g. train_cfg.max_epochs=2')
-    parser.add_argument('--launcher', choices=['none', 'pytorch', 'slurm', 'mpi'],
-                        default='none', help='job launcher')
-    parser.add_argument('--local_rank', '--local-rank', type=int, default=0)
-    args = parser.parse_args(argv)
-    os.environ.setdefault('LOCAL_RANK', str(args.local_rank))
-    return args
+    return parse_runner_args(
+        parser, argv, cfg_help='override config entries, e.g. train_cfg.max_epochs=2')
 
 
 def main(argv=None):

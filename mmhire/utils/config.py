@@ -1,4 +1,6 @@
 """Loading configs and building their models with the library each config belongs to."""
+import argparse
+import os
 from typing import Optional, Sequence
 
 import torch.nn as nn
@@ -26,4 +28,19 @@ def model_library(cfg: Config) -> str:
     return cfg.get('default_scope', 'mmengine')
 
 
-__all__: Sequence[str] = ['load_config', 'build_model', 'model_library', 'DictAction']
+def parse_runner_args(parser: argparse.ArgumentParser, argv=None,
+                      cfg_help: str = 'override config entries') -> argparse.Namespace:
+    """Adds the options every runner tool shares (``--cfg-options``, ``--launcher``,
+    ``--local-rank``), parses ``argv`` and exports ``LOCAL_RANK`` for the launchers."""
+    parser.add_argument('--cfg-options', nargs='+', action=DictAction, help=cfg_help)
+    parser.add_argument('--launcher', choices=['none', 'pytorch', 'slurm', 'mpi'],
+                        default='none', help='job launcher')
+    parser.add_argument('--local_rank', '--local-rank', type=int, default=0)
+    args = parser.parse_args(argv)
+    os.environ.setdefault('LOCAL_RANK', str(args.local_rank))
+    return args
+
+
+__all__: Sequence[str] = [
+    'load_config', 'build_model', 'model_library', 'DictAction', 'parse_runner_args'
+]
