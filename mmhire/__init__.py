@@ -3,10 +3,14 @@
 Importing the package registers :class:`mmhire.models.HireMLP` in mmengine's root
 ``MODELS`` registry, so configs of mmdet, mmseg and mmpretrain can use
 ``dict(type='HireMLP', ...)`` once ``custom_imports=dict(imports=['mmhire'])`` is set.
-Nothing here imports mmdet, mmseg or mmpretrain.
+It also makes mmengine load local checkpoint files with ``weights_only=True`` (see
+:mod:`mmhire.utils.checkpoint`). Nothing here imports mmdet, mmseg or mmpretrain.
 """
-from . import engine  # noqa: F401  (registers the CPU mixed-precision optim wrapper)
+from . import engine  # noqa: F401  (registers the hooks and the CPU mixed-precision wrapper)
 from .models import HireMLP
+from .utils import install_safe_loader
 from .version import __version__
+
+install_safe_loader()
 
 __all__ = ['HireMLP', '__version__']

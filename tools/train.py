@@ -6,7 +6,14 @@
 import argparse
 import sys
 
-from mmhire.engine import ConfigError, build_runner, prepare_train_config
+from mmhire.engine import (
+    ConfigError,
+    DataError,
+    build_runner,
+    explain_errors,
+    prepare_train_config,
+)
+from mmhire.utils import CheckpointError
 from mmhire.utils.config import load_config, parse_runner_args
 
 
@@ -37,8 +44,12 @@ def main(argv=None):
     except (ConfigError, FileNotFoundError) as err:
         print(f'error: {err}', file=sys.stderr)
         return 2
-    runner = build_runner(cfg)
-    runner.train()
+    try:
+        with explain_errors(cfg):
+            build_runner(cfg).train()
+    except (CheckpointError, DataError) as err:
+        print(f'error: {err}', file=sys.stderr)
+        return 1
     return 0
 
 

@@ -19,3 +19,8 @@ optim_wrapper = dict(optimizer=dict(type='AdamW', eps=1e-8, weight_decay=0.05))
 # 1e-5 (no scheduler is active after epoch 300, so the learning rate stays there). The warm-up
 # starts at 1e-6 / lr, so each model config writes `param_scheduler` for its own lr.
 train_cfg = dict(by_epoch=True, max_epochs=310, val_interval=1)
+
+# Checkpoints are written aside and renamed into place (a killed run never leaves a broken
+# one), and they carry the random states, so that --resume continues exactly.
+default_hooks = dict(checkpoint=dict(type='AtomicCheckpointHook'))
+custom_hooks = [dict(type='TrainingStateHook')]

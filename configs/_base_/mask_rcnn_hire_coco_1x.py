@@ -19,3 +19,8 @@ param_scheduler = [
     dict(type='MultiStepLR', begin=0, end=12, by_epoch=True, milestones=[8, 11], gamma=0.1),
 ]
 auto_scale_lr = dict(enable=False, base_batch_size=16)
+
+# Checkpoints are written aside and renamed into place (a killed run never leaves a broken
+# one), and they carry the random states, so that --resume continues exactly.
+default_hooks = dict(checkpoint=dict(type='AtomicCheckpointHook'))
+custom_hooks = [dict(type='TrainingStateHook')]

@@ -21,3 +21,8 @@ param_scheduler = [
     dict(type='PolyLR', eta_min=0.0, power=1.0, begin=800, end=160000, by_epoch=False),
 ]
 auto_scale_lr = dict(enable=False, base_batch_size=32)
+
+# Checkpoints are written aside and renamed into place (a killed run never leaves a broken
+# one), and they carry the random states, so that --resume continues exactly.
+default_hooks = dict(checkpoint=dict(type='AtomicCheckpointHook'))
+custom_hooks = [dict(type='TrainingStateHook')]

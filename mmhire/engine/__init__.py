@@ -1,16 +1,19 @@
-from .hooks import WeightsOnlyCheckpointHook
+from .hooks import AtomicCheckpointHook, TrainingStateHook
 from .optim_wrapper import CPUBF16OptimWrapper
 from .runtime import (
                       ConfigError,
+                      DataError,
                       build_runner,
                       check_data,
                       check_pretrained,
                       convert_sync_bn,
+                      explain_errors,
                       prepare_test_config,
                       prepare_train_config,
 )
 
 __all__ = [
-    'CPUBF16OptimWrapper', 'ConfigError', 'build_runner', 'check_data', 'check_pretrained',
-    'convert_sync_bn', 'prepare_test_config', 'prepare_train_config', 'WeightsOnlyCheckpointHook'
+    'AtomicCheckpointHook', 'CPUBF16OptimWrapper', 'ConfigError', 'DataError',
+    'TrainingStateHook', 'build_runner', 'check_data', 'check_pretrained', 'convert_sync_bn',
+    'explain_errors', 'prepare_test_config', 'prepare_train_config'
 ]

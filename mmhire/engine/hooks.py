@@ -1,62 +1,205 @@
-"""Hooks that keep training checkpoints loadable with ``torch.load(weights_only=True)``."""
-from typing import Any
+"""Hooks that make training checkpoints crash-proof and resumption exact."""
+import glob
+import logging
+import os
+import os.path as osp
+import random
+from typing import Any, Dict, Iterator, List, Optional, Tuple
 
 import numpy as np
 import torch
-from mmengine.hooks import Hook
-from mmengine.logging import HistoryBuffer
+from mmengine.dist import is_main_process
+from mmengine.fileio import LocalBackend
+from mmengine.hooks import CheckpointHook, Hook
+from mmengine.logging import print_log
+from mmengine.model import is_model_wrapper
 from mmengine.registry import HOOKS
+from mmengine.runner import IterBasedTrainLoop
 
-_BUFFER_TAG = '__mmhire_history_buffer__'
-
-
-def _to_plain(value: Any) -> Any:
-    """numpy and HistoryBuffer objects -> tensors, Python numbers and tagged dicts."""
-    if isinstance(value, HistoryBuffer):
-        logs, counts = value.data
-        return {_BUFFER_TAG: True, 'max_length': int(value.max_length),
-                'log_history': torch.from_numpy(np.asarray(logs, dtype=np.float64).copy()),
-                'count_history': torch.from_numpy(np.asarray(counts, dtype=np.int64).copy())}
-    if isinstance(value, np.ndarray):
-        return torch.from_numpy(value.copy()) if value.dtype != object else value.tolist()
-    if isinstance(value, np.generic):
-        return value.item()
-    if isinstance(value, dict):
-        return type(value)((k, _to_plain(v)) for k, v in value.items())
-    if isinstance(value, (list, tuple)) and not hasattr(value, '_fields'):
-        return type(value)(_to_plain(v) for v in value)
-    return value
-
-
-def _from_plain(value: Any) -> Any:
-    """Undoes :func:`_to_plain` for the history buffers."""
-    if isinstance(value, dict):
-        if value.get(_BUFFER_TAG):
-            return HistoryBuffer(value['log_history'].numpy().tolist(),
-                                 value['count_history'].numpy().tolist(),
-                                 max_length=value['max_length'])
-        return type(value)((k, _from_plain(v)) for k, v in value.items())
-    return value
+from mmhire.utils.checkpoint import (
+    PARTIAL_SUFFIX,
+    CheckpointError,
+    partial_name,
+    publish,
+    write_text_atomic,
+)
 
 
 @HOOKS.register_module()
-class WeightsOnlyCheckpointHook(Hook):
-    """Writes the runner's extra state (the message hub's history buffers and any numpy value)
-    as tensors and plain containers, and restores it on load.
+class AtomicCheckpointHook(CheckpointHook):
+    """:class:`mmengine.hooks.CheckpointHook` whose checkpoints survive a kill at any moment.
 
-    mmengine pickles ``HistoryBuffer`` objects, numpy arrays and, through them, the builtin
-    ``getattr`` into every checkpoint; ``torch.load(weights_only=True)`` rightly refuses the
-    last. With this hook the whole checkpoint is made of types that weights-only loading
-    accepts, so ``--resume`` needs no allow-listed callable at all.
+    Each checkpoint is written to ``<name>.partial``, flushed to disk and renamed to its
+    name only when complete; ``last_checkpoint`` is replaced the same way afterwards, and
+    checkpoints beyond ``max_keep_ckpts`` are deleted only after that. So ``last_checkpoint``
+    always names a complete file and the last good checkpoint is never removed before the
+    next one exists. Takes the same arguments as ``CheckpointHook``. Storage backends other
+    than the local file system are handled by ``CheckpointHook`` itself.
     """
 
-    priority = 'VERY_LOW'  # after every hook that adds to the checkpoint
+    def before_train(self, runner) -> None:
+        super().before_train(runner)
+        if is_main_process() and isinstance(self.file_backend, LocalBackend):
+            for stale in glob.glob(osp.join(glob.escape(self.out_dir), '*' + PARTIAL_SUFFIX)):
+                os.remove(stale)  # left by a run killed while writing
+
+    def _save_checkpoint_with_step(self, runner, step, meta) -> None:
+        if not isinstance(self.file_backend, LocalBackend):
+            return super()._save_checkpoint_with_step(runner, step, meta)
+        expired = None
+        if self.max_keep_ckpts > 0 and not (self.keep_ckpt_ids
+                                            and self.keep_ckpt_ids[-1] == step):
+            if len(self.keep_ckpt_ids) == self.max_keep_ckpts:
+                expired = self.keep_ckpt_ids.popleft()
+            self.keep_ckpt_ids.append(step)
+            runner.message_hub.update_info('keep_ckpt_ids', list(self.keep_ckpt_ids))
+        filename = self.filename_tmpl.format(step)
+        self.last_ckpt = osp.join(self.out_dir, filename)
+        runner.message_hub.update_info('last_ckpt', self.last_ckpt)
+        runner.save_checkpoint(
+            self.out_dir,
+            osp.basename(partial_name(filename)),
+            self.file_client_args,
+            save_optimizer=self.save_optimizer,
+            save_param_scheduler=self.save_param_scheduler,
+            meta=meta,
+            by_epoch=self.by_epoch,
+            backend_args=self.backend_args,
+            **self.args)
+        if not is_main_process():
+            return
+        publish(partial_name(self.last_ckpt), self.last_ckpt)
+        write_text_atomic(osp.join(runner.work_dir, 'last_checkpoint'), self.last_ckpt)
+        if expired is not None and expired != step:
+            old = osp.join(self.out_dir, self.filename_tmpl.format(expired))
+            if osp.isfile(old):
+                os.remove(old)
+
+
+def _capture_rng() -> Dict[str, Any]:
+    """The global random states of Python, numpy and torch, as plain values and tensors."""
+    np_state = np.random.get_state(legacy=False)
+    state = dict(
+        python=random.getstate(),
+        numpy=dict(key=torch.from_numpy(np_state['state']['key'].astype(np.int64)),
+                   pos=int(np_state['state']['pos']), has_gauss=int(np_state['has_gauss']),
+                   gauss=float(np_state['gauss'])),
+        torch=torch.get_rng_state())
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
+        state['cuda'] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def _restore_rng(state: Dict[str, Any]) -> None:
+    version, internal, gauss = state['python']
+    random.setstate((version, tuple(internal), gauss))
+    numpy = state['numpy']
+    np.random.set_state(dict(
+        bit_generator='MT19937',
+        state=dict(key=numpy['key'].numpy().astype(np.uint32), pos=numpy['pos']),
+        has_gauss=numpy['has_gauss'], gauss=numpy['gauss']))
+    torch.set_rng_state(state['torch'])
+    if 'cuda' in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state['cuda'])
+
+
+class _RestoreAfter:
+    """Iterator wrapper that restores the random states right after the ``skip``-th item,
+    i.e. once the iteration-based loop has fast-forwarded its data past what was trained."""
+
+    def __init__(self, iterator: Iterator, skip: int, state: Dict[str, Any]) -> None:
+        self._iterator, self._left, self._state = iterator, skip, state
+
+    def __iter__(self):
+        return self
+
+    def __next__(self):
+        item = next(self._iterator)
+        if self._left > 0:
+            self._left -= 1
+            if self._left == 0:
+                _restore_rng(self._state)
+        return item
+
+    def __getattr__(self, name):
+        return getattr(self._iterator, name)
+
+
+def shape_mismatches(model: torch.nn.Module, state_dict: Dict[str, Any],
+                     limit: int = 5) -> Tuple[List[str], int]:
+    """Describes up to ``limit`` tensors of ``state_dict`` whose shapes differ from the
+    model's, and returns them with the total count."""
+    own = model.state_dict()
+    bad = []
+    for key, value in state_dict.items():
+        key = key[len('module.'):] if key.startswith('module.') else key
+        if key in own and hasattr(value, 'shape') and tuple(value.shape) != tuple(
+                own[key].shape):
+            bad.append(f'{key}: checkpoint {tuple(value.shape)}, model {tuple(own[key].shape)}')
+    return bad[:limit], len(bad)
+
+
+@HOOKS.register_module()
+class TrainingStateHook(Hook):
+    """Makes a resumed run continue exactly where the checkpoint left it.
+
+    - Saves the global random states (Python, numpy, torch, CUDA) in every checkpoint and
+      restores them when training resumes, at the point the uninterrupted run had reached:
+      before the next epoch's data is drawn (epoch-based loops), or after the fast-forward
+      over already-trained iterations (iteration-based loops). With
+      ``randomness=dict(seed=..., deterministic=True)`` a killed and resumed run ends with
+      the same weights as one that ran through.
+    - Keeps validation during training from consuming the training random stream, so the
+      training run does not depend on where validation happened.
+    - Refuses a checkpoint whose tensors do not fit the model (``load_from``, ``--resume``),
+      naming the first mismatched keys, instead of loading part of it.
+    """
+
+    priority = 'VERY_LOW'
+
+    def __init__(self) -> None:
+        self._resumed_rng: Optional[Dict[str, Any]] = None
+        self._val_rng: Optional[Dict[str, Any]] = None
 
     def before_save_checkpoint(self, runner, checkpoint: dict) -> None:
-        for key in ('meta', 'message_hub'):
-            if key in checkpoint:
-                checkpoint[key] = _to_plain(checkpoint[key])
+        checkpoint['rng_state'] = _capture_rng()
 
     def after_load_checkpoint(self, runner, checkpoint: dict) -> None:
-        if 'message_hub' in checkpoint:
-            checkpoint['message_hub'] = _from_plain(checkpoint['message_hub'])
+        model = runner.model.module if is_model_wrapper(runner.model) else runner.model
+        state_dict = checkpoint.get('state_dict', checkpoint)
+        if isinstance(state_dict, dict):
+            bad, count = shape_mismatches(model, state_dict)
+            if count and getattr(runner, '_resume', False):
+                raise CheckpointError(
+                    f'cannot resume: the checkpoint does not fit the model, {count} tensor(s) '
+                    f'have other shapes, first {"; ".join(bad)}. It was saved by a different '
+                    f'config (arch, num_classes, ...); resume with the config that wrote it')
+            if count:
+                print_log(f'load_from: {count} tensor(s) of the checkpoint do not fit the '
+                          f'model and are not loaded, first {"; ".join(bad)}',
+                          logger='current', level=logging.WARNING)
+        self._resumed_rng = checkpoint.get('rng_state')
+
+    def before_train(self, runner) -> None:
+        state, self._resumed_rng = self._resumed_rng, None
+        if state is None or (runner.iter == 0 and runner.epoch == 0):
+            return  # a fresh run, or load_from (fine-tuning) rather than resume
+        loop = runner.train_loop
+        if isinstance(loop, IterBasedTrainLoop) and loop.iter > 0:
+            loop.dataloader_iterator = _RestoreAfter(loop.dataloader_iterator, loop.iter, state)
+        else:
+            _restore_rng(state)
+        loader = loop.dataloader
+        if getattr(loader, 'persistent_workers', False) and loader.num_workers > 0:
+            print_log('persistent_workers=True: the data workers restart with fresh random '
+                      'states, so augmentations after this resume differ from an '
+                      'uninterrupted run; set train_dataloader.persistent_workers=False for '
+                      'exact resumption', logger='current', level=logging.WARNING)
+
+    def before_val_epoch(self, runner) -> None:
+        self._val_rng = _capture_rng()
+
+    def after_val_epoch(self, runner, metrics=None) -> None:
+        if self._val_rng is not None:
+            _restore_rng(self._val_rng)
+            self._val_rng = None

@@ -4,9 +4,12 @@ The tools only parse arguments; preparing the config (work dir, resume, AMP, Syn
 single process), checking that data and pretrained weights exist, and building the runner
 live here.
 """
+import json
 import os
 import os.path as osp
+import re
 import time
+from contextlib import contextmanager
 from typing import Any, Iterator, List, Optional, Tuple
 
 import torch
@@ -111,6 +114,44 @@ def check_data(cfg: Config, loaders: Tuple[str, ...]) -> None:
                     f'{_hint_for(path)}.')
 
 
+class DataError(RuntimeError):
+    """A dataset file that exists but cannot be read."""
+
+
+def _json_error(cfg: Config, err: json.JSONDecodeError) -> Optional[str]:
+    for loader in ('train_dataloader', 'val_dataloader', 'test_dataloader'):
+        for dataset in _datasets(cfg.get(loader)):
+            for what, path in dataset_paths(dataset):
+                if what != 'ann_file' or not osp.isfile(path):
+                    continue
+                try:
+                    with open(path, 'rb') as f:
+                        json.load(f)
+                except (json.JSONDecodeError, UnicodeDecodeError) as bad:
+                    return (f'{loader}: annotation file {path!r} is not valid JSON ({bad}); it '
+                            f'is truncated or damaged: download or generate it again')
+    return None
+
+
+@contextmanager
+def explain_errors(cfg: Config) -> Iterator[None]:
+    """Turns the errors a broken dataset causes deep inside mmengine, mmcv and pycocotools
+    into a :class:`DataError` that names the file and what to do."""
+    try:
+        yield
+    except json.JSONDecodeError as err:
+        message = _json_error(cfg, err)
+        if message is None:
+            raise
+        raise DataError(message) from err
+    except AssertionError as err:
+        found = re.search(r'failed to load image: (.+?)\s*$', str(err), re.MULTILINE)
+        if found is None:
+            raise
+        raise DataError(f'image {found.group(1)!r} cannot be decoded (empty, truncated or not '
+                        f'an image file): replace it, or remove it from the dataset') from err
+
+
 def check_pretrained(cfg: Config) -> None:
     """Stops with a clear error when a ``Pretrained`` init names a local file that is missing."""
     for node in _walk(cfg.get('model', {})):
@@ -149,6 +190,27 @@ def _set_device_backend(cfg: Config, launcher: str) -> None:
         cfg.model_wrapper_cfg = wrapper
 
 
+def _use_safe_hooks(cfg: Config) -> None:
+    """Atomic checkpoint writes and exact resumption (see :mod:`mmhire.engine.hooks`) for any
+    config, including users' own configs written for plain mmengine."""
+    default_hooks = cfg.get('default_hooks') or {}
+    checkpoint = default_hooks.get('checkpoint')
+    if checkpoint is not None and checkpoint.get('type') in ('CheckpointHook',
+                                                             'mmengine.CheckpointHook'):
+        checkpoint.type = 'AtomicCheckpointHook'
+        checkpoint.pop('_scope_', None)
+    hooks = list(cfg.get('custom_hooks') or [])
+    if not any(h.get('type') == 'TrainingStateHook' for h in hooks):
+        hooks.append(dict(type='TrainingStateHook'))
+    cfg.custom_hooks = hooks
+    randomness = cfg.get('randomness') or {}
+    loader = cfg.get('train_dataloader') or {}
+    if randomness.get('deterministic') and loader.get('persistent_workers'):
+        # Persistent workers carry their random state across epochs, which a resumed run
+        # cannot recreate; fresh workers each epoch are seeded the same way every time.
+        loader.persistent_workers = False
+
+
 def prepare_train_config(cfg: Config, *, config_path: str, work_dir: Optional[str] = None,
                          resume: Optional[str] = None, amp: bool = False,
                          auto_scale_lr: bool = False, launcher: str = 'none') -> Config:
@@ -180,10 +242,7 @@ def prepare_train_config(cfg: Config, *, config_path: str, work_dir: Optional[st
             raise ConfigError(f'--resume {resume!r}: no such checkpoint file')
         cfg.resume = True
         cfg.load_from = resume
-    hooks = list(cfg.get('custom_hooks') or [])
-    if not any(h.get('type') == 'WeightsOnlyCheckpointHook' for h in hooks):
-        hooks.append(dict(type='WeightsOnlyCheckpointHook'))
-    cfg.custom_hooks = hooks
+    _use_safe_hooks(cfg)
     check_data(cfg, ('train_dataloader', 'val_dataloader'))
     if not cfg.get('resume') and not cfg.get('load_from'):
         check_pretrained(cfg)

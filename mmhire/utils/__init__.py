@@ -1,3 +1,13 @@
+from .checkpoint import (
+                         CheckpointError,
+                         install_safe_loader,
+                         safe_load,
+                         save_checkpoint_atomic,
+                         write_text_atomic,
+)
 from .complexity import model_complexity
 
-__all__ = ['model_complexity']
+__all__ = [
+    'CheckpointError', 'install_safe_loader', 'model_complexity', 'safe_load',
+    'save_checkpoint_atomic', 'write_text_atomic'
+]

@@ -10,12 +10,8 @@ prefix='backbone.')`` in detection and segmentation configs.
 import argparse
 import sys
 
-from mmhire.models.utils import (
-    convert_hire_mlp,
-    extract_state_dict,
-    load_checkpoint_file,
-    save_checkpoint_atomic,
-)
+from mmhire.models.utils import convert_hire_mlp, extract_state_dict
+from mmhire.utils import safe_load, save_checkpoint_atomic
 
 
 def parse_args(argv=None):
@@ -30,7 +26,7 @@ def parse_args(argv=None):
 def main(argv=None) -> int:
     args = parse_args(argv)
     try:
-        checkpoint = load_checkpoint_file(args.src)
+        checkpoint = safe_load(args.src)
         state_dict = convert_hire_mlp(extract_state_dict(checkpoint, args.use_ema))
     except (OSError, RuntimeError, KeyError, TypeError) as err:
         print(f'error: {err}', file=sys.stderr)

@@ -14,6 +14,8 @@ from mmengine.model import BaseModule, Sequential
 from mmengine.registry import MODELS
 from torch.nn.modules.batchnorm import _BatchNorm
 
+from mmhire.utils.checkpoint import CheckpointError
+
 #: Smallest input side the backbone accepts: at 32 pixels the last stage is 1x1.
 MIN_INPUT_SIZE = 32
 
@@ -433,6 +435,61 @@ class HireMLP(BaseModule):
         if len(set(parsed)) != len(parsed):
             raise ValueError(f'HireMLP: out_indices name a stage twice: {list(out_indices)}')
         return sorted(parsed)
+
+    def init_weights(self) -> None:
+        """Initialises the weights; a ``Pretrained`` entry of ``init_cfg`` is loaded last and
+        strictly checked: a checkpoint with tensors of other shapes, or with none of this
+        backbone's keys, is refused with the keys that do not fit."""
+        cfgs = self.init_cfg if isinstance(self.init_cfg, list) else [self.init_cfg]
+        cfgs = [cfg for cfg in cfgs if cfg]
+        pretrained = [cfg for cfg in cfgs if cfg.get('type') == 'Pretrained']
+        if not pretrained:
+            return super().init_weights()
+        original, self.init_cfg = self.init_cfg, [
+            cfg for cfg in cfgs if cfg.get('type') != 'Pretrained'] or None
+        try:
+            super().init_weights()
+        finally:
+            self.init_cfg = original
+        self._load_pretrained(pretrained[-1])
+
+    def _load_pretrained(self, cfg: dict) -> None:
+        from mmengine.runner.checkpoint import _load_checkpoint, load_state_dict
+        path, prefix = cfg.get('checkpoint'), cfg.get('prefix')
+        if not path:
+            raise ValueError('HireMLP: init_cfg of type Pretrained needs checkpoint=<file or '
+                             'URL>')
+        checkpoint = _load_checkpoint(path, map_location=cfg.get('map_location', 'cpu'))
+        state_dict = checkpoint.get('state_dict', checkpoint)
+        state_dict = {k[len('module.'):] if k.startswith('module.') else k: v
+                      for k, v in state_dict.items()}
+        if prefix:
+            prefix = prefix if prefix.endswith('.') else prefix + '.'
+            with_prefix = {k[len(prefix):]: v for k, v in state_dict.items()
+                           if k.startswith(prefix)}
+            if not with_prefix:
+                raise CheckpointError(
+                    f'HireMLP: no key of Pretrained checkpoint {path!r} starts with '
+                    f'prefix={prefix!r} (it has e.g. {sorted(state_dict)[:3]}); set prefix to '
+                    f'the backbone\'s name in that checkpoint, or None for a bare backbone')
+            state_dict = with_prefix
+        own = self.state_dict()
+        if not own.keys() & state_dict.keys():
+            raise CheckpointError(
+                f'HireMLP: Pretrained checkpoint {path!r} (prefix={prefix!r}) holds none of '
+                f'the backbone\'s keys (it has e.g. {sorted(state_dict)[:3]}). A released '
+                f'Hire-MLP file must first be converted with '
+                f'tools/model_converters/hire_mlp_to_mmhire.py; a converted classifier needs '
+                f"prefix='backbone.'")
+        bad = [f'{k}: checkpoint {tuple(v.shape)}, model {tuple(own[k].shape)}'
+               for k, v in state_dict.items() if k in own and v.shape != own[k].shape]
+        if bad:
+            raise CheckpointError(
+                f'HireMLP: Pretrained checkpoint {path!r} does not fit arch '
+                f'{self.arch_settings["channels"]}/{self.arch_settings["depths"]}: '
+                f'{len(bad)} tensor(s) have other shapes, first {"; ".join(bad[:5])}. Use the '
+                f'checkpoint converted for this arch')
+        load_state_dict(self, state_dict, strict=False, logger='current')
 
     def _freeze_stages(self) -> None:
         if self.frozen_stages < 0:

@@ -1,10 +1,3 @@
-from .ckpt_convert import (
-                           convert_hire_mlp,
-                           extract_state_dict,
-                           load_checkpoint_file,
-                           save_checkpoint_atomic,
-)
+from .ckpt_convert import convert_hire_mlp, extract_state_dict
 
-__all__ = [
-    'convert_hire_mlp', 'extract_state_dict', 'load_checkpoint_file', 'save_checkpoint_atomic'
-]
+__all__ = ['convert_hire_mlp', 'extract_state_dict']

@@ -1,5 +1,4 @@
 """Conversion of the released Hire-MLP ImageNet checkpoints to mmhire's key layout."""
-import os
 import re
 from collections import OrderedDict
 from typing import Callable, Dict, List, Mapping, Optional, Tuple
@@ -117,36 +116,3 @@ def extract_state_dict(checkpoint: Mapping, use_ema: bool = False) -> Dict[str, 
     if bad:
         raise TypeError(f'expected a state dict of tensors, but {bad[:5]} are not tensors')
     return dict(state_dict)
-
-
-def save_checkpoint_atomic(obj, path: str) -> None:
-    """Saves with :func:`torch.save` to a file beside ``path`` and renames it into place, so
-    an interrupted save never leaves a partial file under ``path``."""
-    directory = os.path.dirname(os.path.abspath(path))
-    os.makedirs(directory, exist_ok=True)
-    tmp = os.path.join(directory, f'.{os.path.basename(path)}.tmp{os.getpid()}')
-    try:
-        torch.save(obj, tmp)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-
-
-def load_checkpoint_file(path: str) -> Mapping:
-    """Loads a checkpoint with ``weights_only=True``: tensors and plain containers only, so a
-    crafted file cannot run code while it is unpickled.
-
-    Raises:
-        FileNotFoundError: If ``path`` does not exist.
-        RuntimeError: If the file is not a readable weights-only checkpoint, saying why.
-    """
-    if not os.path.isfile(path):
-        raise FileNotFoundError(f'checkpoint {path!r} does not exist')
-    try:
-        return torch.load(path, map_location='cpu', weights_only=True)
-    except Exception as err:  # torch raises several types for bad or unsafe files
-        raise RuntimeError(f'could not load checkpoint {path!r} with weights_only=True: it is '
-                           f'truncated, corrupt, or holds objects other than tensors and plain '
-                           f'containers ({type(err).__name__}: {str(err).splitlines()[0]})'
-                           ) from err

@@ -1,16 +1,8 @@
-import os
-import pickle
-
 import pytest
 import torch
 from reference_hire_mlp import ReferenceHireMLPNet, randomize_
 
-from mmhire.models.utils import (
-    convert_hire_mlp,
-    extract_state_dict,
-    load_checkpoint_file,
-    save_checkpoint_atomic,
-)
+from mmhire.models.utils import convert_hire_mlp, extract_state_dict
 
 
 @pytest.fixture(scope='module')
@@ -69,47 +61,3 @@ def test_extract_state_dict(released_tiny):
         extract_state_dict(dict(model=released_tiny), use_ema=True)
     with pytest.raises(TypeError, match='not tensors'):
         extract_state_dict(dict(model=dict(released_tiny, epoch=3)))
-
-
-class _RunsCode:
-    def __init__(self, marker):
-        self.marker = marker
-
-    def __reduce__(self):
-        return (open, (self.marker, 'w'))
-
-
-def test_load_refuses_code_and_reports_corruption(tmp_path):
-    marker = tmp_path / 'pwned'
-    evil = tmp_path / 'evil.pth'
-    with open(evil, 'wb') as f:
-        pickle.dump({'model': _RunsCode(str(marker))}, f)
-    with pytest.raises(RuntimeError, match='weights_only=True'):
-        load_checkpoint_file(str(evil))
-    assert not marker.exists()
-
-    good = tmp_path / 'good.pth'
-    save_checkpoint_atomic({'model': {'w': torch.ones(1000)}}, str(good))
-    truncated = tmp_path / 'truncated.pth'
-    truncated.write_bytes(good.read_bytes()[:300])
-    with pytest.raises(RuntimeError, match='truncated'):
-        load_checkpoint_file(str(truncated))
-    with pytest.raises(FileNotFoundError, match='missing.pth'):
-        load_checkpoint_file(str(tmp_path / 'missing.pth'))
-
-
-def test_save_is_atomic(tmp_path, monkeypatch):
-    dst = tmp_path / 'out.pth'
-    save_checkpoint_atomic({'a': torch.ones(2)}, str(dst))
-
-    def failing_save(obj, path):
-        with open(path, 'wb') as f:
-            f.write(b'partial')
-        raise OSError('disk full')
-
-    monkeypatch.setattr(torch, 'save', failing_save)
-    with pytest.raises(OSError, match='disk full'):
-        save_checkpoint_atomic({'a': torch.zeros(2)}, str(dst))
-    monkeypatch.undo()
-    assert torch.equal(torch.load(dst, weights_only=True)['a'], torch.ones(2))
-    assert os.listdir(tmp_path) == ['out.pth']
