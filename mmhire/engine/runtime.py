@@ -205,6 +205,11 @@ def _use_safe_hooks(cfg: Config) -> None:
     cfg.custom_hooks = hooks
     randomness = cfg.get('randomness') or {}
     loader = cfg.get('train_dataloader') or {}
+    if randomness.get('deterministic'):
+        # MKL picks kernels by memory alignment, so float sums can differ from run to run
+        # in the last bit when several threads are used; STRICT pins them. Read by MKL at its
+        # first call, which comes after this.
+        os.environ.setdefault('MKL_CBWR', 'AUTO,STRICT')
     if randomness.get('deterministic') and loader.get('persistent_workers'):
         # Persistent workers carry their random state across epochs, which a resumed run
         # cannot recreate; fresh workers each epoch are seeded the same way every time.

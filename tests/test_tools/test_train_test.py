@@ -2,11 +2,13 @@
 import json
 import os
 import pickle
+import subprocess
+import sys
 
 import cv2
 import pytest
 import torch
-from conftest import CONFIG_DIR, load_tool
+from conftest import CONFIG_DIR, REPO_ROOT, load_tool
 
 from mmhire.datasets.demo_data import make_ade_demo, make_coco_demo, make_imagenet_demo
 
@@ -167,3 +169,39 @@ def test_missing_resume_checkpoint(demo_root, monkeypatch, capsys):
     monkeypatch.chdir(demo_root)
     assert train_tool.main([CLS, '--resume', 'nope.pth']) == 2
     assert "'nope.pth'" in capsys.readouterr().err
+
+
+# Three training iterations, each logged on its own (no smoothing window), no checkpoint.
+THREE_ITERS = {
+    DET: ['train_cfg.max_epochs=1', 'train_dataloader.batch_size=1',
+          'train_cfg.val_interval=100'],
+    SEG: ['train_cfg.max_iters=3', 'train_dataloader.batch_size=2',
+          'train_cfg.val_interval=100', 'param_scheduler.0.end=1',
+          'param_scheduler.1.begin=1', 'param_scheduler.1.end=3'],
+    CLS: ['train_cfg.max_epochs=1', 'train_dataloader.batch_size=2',
+          'train_cfg.val_interval=100', 'param_scheduler.0.end=1',
+          'param_scheduler.1.begin=1', 'param_scheduler.1.end=2'],
+}
+
+
+@pytest.mark.parametrize('config', [DET, SEG, CLS])
+def test_same_seed_deterministic_runs_log_identical_losses(demo_root, tmp_path, config):
+    """Separate processes, as users run them: with deterministic=True the tools also pin
+    MKL's kernel choice, which otherwise varies with memory alignment between processes."""
+    env = {k: v for k, v in os.environ.items() if k != 'MKL_CBWR'}
+    losses = []
+    for run in range(2):
+        work_dir = tmp_path / f'run{run}'
+        result = subprocess.run([
+            sys.executable, os.path.join(REPO_ROOT, 'tools', 'train.py'), config,
+            '--work-dir', str(work_dir), '--cfg-options', *THREE_ITERS[config], *NO_WORKERS,
+            'randomness.seed=7', 'randomness.deterministic=True',
+            'default_hooks.logger.interval=1', 'log_processor.window_size=1',
+            'default_hooks.checkpoint.interval=100'
+        ], cwd=demo_root, env=env, capture_output=True, text=True, timeout=600)
+        assert result.returncode == 0, result.stderr[-3000:]
+        logged = [{k: v for k, v in entry.items() if k.startswith('loss')}
+                  for entry in read_scalars(work_dir) if 'loss' in entry]
+        assert len(logged) >= 2
+        losses.append(logged)
+    assert losses[0] == losses[1]

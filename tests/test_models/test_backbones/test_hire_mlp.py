@@ -3,6 +3,8 @@ import copy
 import pytest
 import torch
 import torch.nn as nn
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from reference_hire_mlp import ARCHS, ReferenceHireMLPNet, randomize_
 from torch.nn.modules.batchnorm import _BatchNorm
 
@@ -336,3 +338,23 @@ def test_block_is_pre_norm_residual():
     x = torch.randn(1, 16, 8, 8)
     with torch.no_grad():
         torch.testing.assert_close(block(x), x)
+
+
+@settings(max_examples=100, deadline=None, derandomize=True)
+@given(height=st.integers(MIN_INPUT_SIZE, 512), width=st.integers(MIN_INPUT_SIZE, 512))
+def test_any_input_size_follows_the_stride_formula(height, width):
+    """Every input from the minimum size to 512 on each side runs, and the four outputs
+    have the stem's (x - 3) // 4 + 1 followed by ceil(x / 2) per stage. The arch keeps
+    the released region sizes, steps and dilations with fewer channels, which is what the
+    region rearrangement depends on."""
+    model = _PROPERTY_MODEL
+    with torch.no_grad():
+        outs = model(torch.rand(1, 3, height, width))
+    assert [tuple(o.shape[2:]) for o in outs] == expected_hw(height, width)
+    assert [o.shape[1] for o in outs] == model.channels
+    assert all(torch.isfinite(o).all() for o in outs)
+
+
+_PROPERTY_MODEL = HireMLP(
+    arch=dict(HireMLP.arch_zoo['tiny'], depths=[2, 2, 2, 2], channels=[8, 16, 24, 32]),
+    out_indices=(0, 1, 2, 3)).eval()
