@@ -2,7 +2,7 @@
 VENV ?= .venv
 PY := $(VENV)/bin/python
 
-.PHONY: setup test lint demo clean-venv
+.PHONY: setup test lint demo doctor clean-venv
 # TASK=det (Mask R-CNN, the main job), seg (UperNet) or cls (classifier)
 TASK ?= det
 
@@ -21,3 +21,6 @@ demo: setup
 
 clean-venv:
 	rm -rf $(VENV)
+
+doctor: setup
+	$(PY) -m mmhire.doctor

@@ -1,0 +1,223 @@
+"""Checks the installation for what breaks OpenMMLab set-ups most often.
+
+    python -m mmhire.doctor
+
+Prints one line per check, with the fix for each problem, and exits with status 1 when
+something is broken (a warning alone leaves it at 0).
+"""
+import importlib
+import importlib.metadata
+import importlib.util
+import re
+import sys
+from dataclasses import dataclass
+from typing import Callable, List, Optional, Tuple
+
+OK, WARN, FAIL = 'ok', 'warn', 'FAIL'
+SETUP = 'run `make setup` (or `bash tools/setup_env.sh`) in the mmhire checkout'
+LIBRARIES = ('mmdet', 'mmseg', 'mmpretrain')
+# Where each library declares the mmcv and mmengine versions it accepts (in its __init__.py).
+_RANGE_NAMES = {
+    'mmcv': (r'(?:mmcv_minimum_version|MMCV_MIN)', r'(?:mmcv_maximum_version|MMCV_MAX)'),
+    'mmengine': (r'(?:mmengine_minimum_version|MMENGINE_MIN)',
+                 r'(?:mmengine_maximum_version|MMENGINE_MAX)'),
+}
+_DISTRIBUTIONS = {'mmdet': 'mmdet', 'mmseg': 'mmsegmentation', 'mmpretrain': 'mmpretrain'}
+
+
+@dataclass
+class Finding:
+    status: str
+    check: str
+    detail: str
+    fix: str = ''
+
+    def __str__(self) -> str:
+        line = f'[{self.status:>4}] {self.check}: {self.detail}'
+        return f'{line}\n       fix: {self.fix}' if self.fix else line
+
+
+def installed_version(distribution: str) -> Optional[str]:
+    try:
+        return importlib.metadata.version(distribution)
+    except importlib.metadata.PackageNotFoundError:
+        return None
+
+
+def _version_key(version: str) -> Tuple:
+    """Orders versions like mmengine's digit_version: 2.0.0rc4 < 2.0.0 < 2.0.1."""
+    parts = re.findall(r'\d+|[a-z]+', version.lower())
+    key: List = []
+    for part in parts:
+        if part.isdigit():
+            key.append((1, int(part)))
+        else:  # a pre-release tag sorts below the release it precedes
+            key.append((0, {'a': 0, 'alpha': 0, 'b': 1, 'beta': 1, 'rc': 2}.get(part, -1)))
+    return tuple(key + [(0.5, 0)])
+
+
+def accepted_ranges(library: str) -> dict:
+    """The ``{'mmcv': (min, max), 'mmengine': (min, max)}`` a library's ``__init__`` asserts,
+    read from its source without importing it (importing fails when they are not met)."""
+    spec = importlib.util.find_spec(library)
+    if spec is None or spec.origin is None:
+        return {}
+    with open(spec.origin) as f:
+        source = f.read()
+    ranges = {}
+    for dependency, (low_name, high_name) in _RANGE_NAMES.items():
+        low = re.search(low_name + r"\s*=\s*'([^']+)'", source)
+        high = re.search(high_name + r"\s*=\s*'([^']+)'", source)
+        if low and high:
+            ranges[dependency] = (low.group(1), high.group(1))
+    return ranges
+
+
+def check_torch() -> List[Finding]:
+    try:
+        import torch
+    except ImportError as err:
+        return [Finding(FAIL, 'torch', f'cannot be imported ({err})', SETUP)]
+    cuda = torch.version.cuda or 'none (CPU build)'
+    found = [Finding(OK, 'torch', f'{torch.__version__}, CUDA {cuda}, '
+                     f'GPU available: {torch.cuda.is_available()}')]
+    try:
+        import torchvision
+        from torchvision.ops import nms
+        nms(torch.tensor([[0., 0., 1., 1.]]), torch.tensor([1.]), 0.5)
+        found.append(Finding(OK, 'torchvision', torchvision.__version__))
+    except Exception as err:  # a torchvision built for another torch fails in its ops
+        found.append(Finding(FAIL, 'torchvision', f'does not work with torch '
+                             f'{torch.__version__} ({type(err).__name__}: {err})',
+                             f'install the torchvision release made for torch '
+                             f'{torch.__version__}; {SETUP}'))
+    return found
+
+
+def check_mmcv() -> List[Finding]:
+    version = installed_version('mmcv')
+    if version is None:
+        lite = installed_version('mmcv-lite')
+        detail = (f'only mmcv-lite {lite} is installed, which has no compiled ops'
+                  if lite else 'is not installed')
+        return [Finding(FAIL, 'mmcv', detail, SETUP + ' (it builds mmcv with its ops)')]
+    try:
+        importlib.import_module('mmcv._ext')
+    except ModuleNotFoundError:
+        return [Finding(FAIL, 'mmcv ops', f'mmcv {version} was built without its compiled ops '
+                        f'(MMCV_WITH_OPS=0); RoIAlign, NMS and others are missing',
+                        f'pip uninstall mmcv, then {SETUP}')]
+    except ImportError as err:  # undefined symbol: built against another torch
+        import torch
+        return [Finding(FAIL, 'mmcv ops', f'mmcv {version} was compiled against a different '
+                        f'torch than the installed {torch.__version__} ({err})',
+                        f'rebuild mmcv for this torch: pip uninstall mmcv, then {SETUP}')]
+    import torch
+    from mmcv.ops import RoIAlign, get_compiling_cuda_version, nms
+    try:
+        nms(torch.tensor([[0., 0., 1., 1.]]), torch.tensor([1.]), 0.5)
+        RoIAlign((2, 2), 1.0)(torch.rand(1, 1, 4, 4), torch.tensor([[0., 0., 0., 3., 3.]]))
+    except Exception as err:
+        return [Finding(FAIL, 'mmcv ops', f'mmcv {version} ops fail to run ({err})',
+                        f'rebuild mmcv for this torch: pip uninstall mmcv, then {SETUP}')]
+    compiled_cuda = get_compiling_cuda_version()
+    found = [Finding(OK, 'mmcv', f'{version} with compiled ops (CUDA: {compiled_cuda})')]
+    if torch.cuda.is_available() and compiled_cuda in ('not available', ''):
+        found.append(Finding(WARN, 'mmcv CUDA ops', 'a GPU is available but mmcv was built '
+                             'without CUDA, so its ops run on the CPU only',
+                             f'rebuild mmcv with FORCE_CUDA=1 on a machine with nvcc: {SETUP}'))
+    elif torch.version.cuda and compiled_cuda not in ('not available', '') and \
+            compiled_cuda.split('.')[0] != torch.version.cuda.split('.')[0]:
+        found.append(Finding(FAIL, 'mmcv CUDA ops', f'mmcv was compiled with CUDA '
+                             f'{compiled_cuda}, torch uses CUDA {torch.version.cuda}',
+                             f'rebuild mmcv for this torch: pip uninstall mmcv, then {SETUP}'))
+    return found
+
+
+def check_versions(version_of: Callable[[str], Optional[str]] = installed_version
+                   ) -> List[Finding]:
+    found = []
+    for library in LIBRARIES:
+        version = version_of(_DISTRIBUTIONS[library])
+        if version is None:
+            found.append(Finding(WARN, library, 'is not installed; its configs cannot run',
+                                 SETUP))
+            continue
+        problems = []
+        for dependency, (low, high) in accepted_ranges(library).items():
+            have = version_of(dependency)
+            if have is None:
+                problems.append(f'{dependency} is missing (needs >={low}, <{high})')
+            elif not _version_key(low) <= _version_key(have) < _version_key(high):
+                problems.append(f'{dependency} {have} is outside >={low}, <{high}')
+        if problems:
+            found.append(Finding(FAIL, library, f'{version}: ' + '; '.join(problems),
+                                 f'install versions inside those ranges; {SETUP} installs a '
+                                 f'set that fits all three libraries'))
+        else:
+            found.append(Finding(OK, library, f'{version}, mmcv and mmengine in its range'))
+    return found
+
+
+def check_registry() -> List[Finding]:
+    try:
+        from mmengine.registry import MODELS
+
+        import mmhire
+    except Exception as err:
+        return [Finding(FAIL, 'mmhire', f'cannot be imported ({type(err).__name__}: {err})',
+                        f'pip install -e . in the mmhire checkout, or {SETUP}')]
+    scopes = [('mmengine', MODELS)]
+    for library in LIBRARIES:
+        try:
+            scopes.append((library, importlib.import_module(f'{library}.registry').MODELS))
+        except Exception:
+            continue  # reported by check_versions
+    missing = [name for name, registry in scopes if registry.get('HireMLP') is not mmhire.HireMLP]
+    if missing:
+        return [Finding(FAIL, 'registry', f"'HireMLP' does not resolve in {missing}",
+                        "add custom_imports=dict(imports=['mmhire']) to the config and make "
+                        "sure `import mmhire` works in this Python")]
+    import torch
+    with torch.no_grad():
+        outs = mmhire.HireMLP('tiny', out_indices=(0, 1, 2, 3)).eval()(torch.rand(1, 3, 64, 64))
+    shapes = [tuple(o.shape[1:]) for o in outs]
+    return [Finding(OK, 'registry', f"'HireMLP' resolves in {[n for n, _ in scopes]}; "
+                    f'a 64x64 forward gives {shapes}')]
+
+
+def check_checkpoint_loading() -> List[Finding]:
+    from mmengine.runner.checkpoint import CheckpointLoader
+
+    from mmhire.utils.checkpoint import _load_local
+    if CheckpointLoader._get_checkpoint_loader('model.pth') is not _load_local:
+        return [Finding(WARN, 'checkpoint loading', 'mmengine does not use weights-only '
+                        'loading for local files in this process',
+                        "import mmhire before loading checkpoints (custom_imports)")]
+    return [Finding(OK, 'checkpoint loading', 'local files load with weights_only=True')]
+
+
+CHECKS = (check_torch, check_mmcv, check_versions, check_registry, check_checkpoint_loading)
+
+
+def run(checks=CHECKS, out=sys.stdout) -> int:
+    """Runs the checks, prints their findings and returns the exit status."""
+    findings: List[Finding] = []
+    for check in checks:
+        try:
+            results = check()
+        except Exception as err:
+            results = [Finding(FAIL, check.__name__[len('check_'):],
+                               f'the check itself failed ({type(err).__name__}: {err})',
+                               SETUP)]
+        for finding in results:
+            print(finding, file=out)
+        findings += results
+    broken = sum(f.status == FAIL for f in findings)
+    warned = sum(f.status == WARN for f in findings)
+    print(f'{broken} problem(s), {warned} warning(s)', file=out)
+    return 1 if broken else 0
+
+
+if __name__ == '__main__':
+    sys.exit(run())

@@ -1,0 +1,83 @@
+"""python -m mmhire.doctor: passes on this installation, and names each breakage with its
+fix when one is simulated."""
+import io
+import subprocess
+import sys
+
+import pytest
+
+from mmhire import doctor
+
+
+def test_doctor_passes_here():
+    result = subprocess.run([sys.executable, '-m', 'mmhire.doctor'], capture_output=True,
+                            text=True, timeout=300)
+    assert result.returncode == 0, result.stdout + result.stderr
+    lines = [line for line in result.stdout.splitlines() if line.startswith('[')]
+    checks = {line.split(']')[1].split(':')[0].strip() for line in lines}
+    assert {'torch', 'mmcv', 'mmdet', 'mmseg', 'mmpretrain', 'registry',
+            'checkpoint loading'} <= checks
+    assert not any(line.startswith('[FAIL]') for line in lines)
+
+
+def test_version_order():
+    key = doctor._version_key
+    assert key('2.0.0rc4') < key('2.0.0') < key('2.0.1') < key('2.1.0') < key('2.2.0')
+    assert key('0.10.7') > key('0.8.3')
+
+
+def test_ranges_come_from_the_libraries():
+    assert doctor.accepted_ranges('mmdet')['mmcv'] == ('2.0.0rc4', '2.2.0')
+    assert set(doctor.accepted_ranges('mmseg')) == {'mmcv', 'mmengine'}
+
+
+def test_versions_outside_ranges_fail():
+    versions = {'mmdet': '3.3.0', 'mmsegmentation': '1.2.2', 'mmpretrain': '1.2.0',
+                'mmcv': '2.2.0', 'mmengine': '0.10.7'}
+    found = {f.check: f for f in doctor.check_versions(versions.get)}
+    assert found['mmdet'].status == doctor.FAIL
+    assert 'mmcv 2.2.0 is outside >=2.0.0rc4, <2.2.0' in found['mmdet'].detail
+    assert found['mmdet'].fix
+    assert found['mmpretrain'].status == doctor.OK  # accepts mmcv < 2.4.0
+    del versions['mmsegmentation']
+    found = {f.check: f for f in doctor.check_versions(versions.get)}
+    assert found['mmseg'].status == doctor.WARN and 'not installed' in found['mmseg'].detail
+
+
+def test_mmcv_without_ops(monkeypatch):
+    monkeypatch.setitem(sys.modules, 'mmcv._ext', None)
+    (finding, ) = doctor.check_mmcv()
+    assert finding.status == doctor.FAIL and 'without its compiled ops' in finding.detail
+    assert 'setup_env.sh' in finding.fix
+
+
+def test_mmcv_built_for_another_torch(monkeypatch):
+    real = doctor.importlib.import_module
+
+    def fake(name, *args):
+        if name == 'mmcv._ext':
+            raise ImportError('_ext.so: undefined symbol: _ZN3c1017RegisterOperators')
+        return real(name, *args)
+
+    monkeypatch.setattr(doctor.importlib, 'import_module', fake)
+    (finding, ) = doctor.check_mmcv()
+    assert finding.status == doctor.FAIL and 'different torch' in finding.detail
+    assert 'undefined symbol' in finding.detail and 'rebuild mmcv' in finding.fix
+
+
+def test_unresolved_registry_and_exit_status(monkeypatch):
+    from mmengine.registry import Registry
+    monkeypatch.setattr(Registry, 'get', lambda self, key: None)
+    out = io.StringIO()
+    assert doctor.run(checks=(doctor.check_registry, ), out=out) == 1
+    text = out.getvalue()
+    assert "[FAIL] registry: 'HireMLP' does not resolve" in text
+    assert "custom_imports=dict(imports=['mmhire'])" in text
+    assert '1 problem(s)' in text
+
+
+@pytest.mark.parametrize('status,code', [(doctor.OK, 0), (doctor.WARN, 0), (doctor.FAIL, 1)])
+def test_exit_status_follows_worst_finding(status, code):
+    out = io.StringIO()
+    assert doctor.run(checks=(lambda: [doctor.Finding(status, 'x', 'y', 'z')], ),
+                      out=out) == code
