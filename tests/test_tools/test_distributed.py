@@ -13,6 +13,7 @@ import torch
 from conftest import CONFIG_DIR, REPO_ROOT
 
 from mmhire.datasets.demo_data import make_coco_demo, make_imagenet_demo
+from mmhire.utils import safe_load
 
 TOOLS = os.path.join(REPO_ROOT, 'tools')
 CLUSTER = os.path.join(TOOLS, 'misc', 'slurm_local_cluster.sh')
@@ -115,7 +116,7 @@ def check_two_rank_training(work_dir, log):
     assert checkpoints == ['epoch_1.pth']
     assert (work_dir / 'last_checkpoint').read_text().strip().endswith('epoch_1.pth')
     # written once, by rank 0: a complete, loadable file
-    assert 'state_dict' in torch.load(work_dir / 'epoch_1.pth', weights_only=True)
+    assert 'state_dict' in safe_load(str(work_dir / 'epoch_1.pth'))
 
 
 class TestTorchrun:

@@ -11,6 +11,7 @@ import torch
 from conftest import CONFIG_DIR, REPO_ROOT, load_tool
 
 from mmhire.datasets.demo_data import make_ade_demo, make_coco_demo, make_imagenet_demo
+from mmhire.utils import safe_load
 
 train_tool = load_tool('train.py')
 test_tool = load_tool('test.py')
@@ -103,13 +104,13 @@ def test_resume_continues_with_saved_state(demo_root, monkeypatch, tmp_path):
     monkeypatch.chdir(demo_root)
     work_dir = tmp_path / 'work'
     assert run_train(CLS, work_dir, 'train_cfg.max_epochs=2') == 0
-    first = torch.load(work_dir / 'epoch_1.pth', map_location='cpu', weights_only=False)
-    full = torch.load(work_dir / 'epoch_2.pth', map_location='cpu', weights_only=False)
+    first = safe_load(str(work_dir / 'epoch_1.pth'))
+    full = safe_load(str(work_dir / 'epoch_2.pth'))
     os.remove(work_dir / 'epoch_2.pth')
     # Resume from epoch 1 with weights-only loading on (torch's default).
     assert run_train(CLS, work_dir, 'train_cfg.max_epochs=2', '--resume',
                      str(work_dir / 'epoch_1.pth')) == 0
-    resumed = torch.load(work_dir / 'epoch_2.pth', map_location='cpu', weights_only=False)
+    resumed = safe_load(str(work_dir / 'epoch_2.pth'))
     assert first['meta']['iter'] == 1 and resumed['meta']['iter'] == 2
     steps = [s['step'] for s in resumed['optimizer']['state'].values()]
     assert steps and all(int(s) == 2 for s in steps)  # AdamW continued from its saved state
@@ -125,7 +126,7 @@ def test_resume_auto_picks_latest(demo_root, monkeypatch, tmp_path):
     work_dir = tmp_path / 'work'
     assert run_train(CLS, work_dir) == 0
     assert run_train(CLS, work_dir, 'train_cfg.max_epochs=2', '--resume') == 0
-    resumed = torch.load(work_dir / 'epoch_2.pth', map_location='cpu', weights_only=False)
+    resumed = safe_load(str(work_dir / 'epoch_2.pth'))
     assert resumed['meta']['iter'] == 2
 
 

@@ -20,26 +20,78 @@ from mmhire.utils.checkpoint import CheckpointError
 MIN_INPUT_SIZE = 32
 
 
-def _region_index(length: int, region_size: int, step: int,
-                  device: torch.device) -> Optional[torch.Tensor]:
-    """Indices that shift a sequence by ``step`` and wrap-pad it to a whole number of regions.
+def _shift_pad_index(length: int, region_size: int, step: int) -> torch.Tensor:
+    """Source position of each position of the shifted, wrap-padded sequence.
 
     Position ``i`` of the result holds element ``((i mod length) - step) mod length`` of the
-    input: a circular shift by ``+step`` followed by a circular pad, as many times around as
-    needed, so any ``length`` works. Returns ``None`` when the result would be the input.
+    input: a circular shift by ``+step`` followed by a circular pad to a whole number of
+    regions, as many times around as needed, so any ``length`` works.
     """
     padded = -(-length // region_size) * region_size
-    if step % length == 0 and padded == length:
-        return None
-    positions = torch.arange(padded, device=device)
-    return (positions % length - step) % length
+    return (torch.arange(padded) % length - step) % length
 
 
-def _restore_index(length: int, step: int, device: torch.device) -> Optional[torch.Tensor]:
-    """Indices that undo :func:`_region_index`: drop the padding and shift back by ``-step``."""
-    if step % length == 0:
-        return None
-    return (torch.arange(length, device=device) + step) % length
+def fold_index(length: int, region_size: int, step: int) -> torch.Tensor:
+    """One gather that shifts, wrap-pads and groups regions, region position first.
+
+    Gathering ``x`` (B, C, L, *) along L with this index gives (B, C, p * L/p, *) ordered as
+    (k, g) for position k of region g, which *is* (B, C*p, L/p, *) with channel ``c*p + k``:
+    the inner-region rearrangement costs no copy beyond the gather.
+    """
+    source = _shift_pad_index(length, region_size, step)
+    groups = source.numel() // region_size
+    return source.reshape(groups, region_size).t().reshape(-1)
+
+
+def unfold_index(length: int, region_size: int, step: int) -> torch.Tensor:
+    """The gather that undoes :func:`fold_index` for the output: position ``i`` takes padded
+    position ``r = (i + step) mod length``, which sits at ``(r mod p) * L/p + r // p`` of the
+    region-position-first layout; the padding is dropped."""
+    groups = -(-length // region_size)
+    r = (torch.arange(length) + step) % length
+    return (r % region_size) * groups + r // region_size
+
+
+def _bn_affine(bn: nn.Module) -> Tuple[torch.Tensor, torch.Tensor]:
+    """Eval-mode BatchNorm as ``scale * x + shift`` per channel."""
+    if not isinstance(bn, _BatchNorm) or not bn.track_running_stats:
+        raise TypeError(f'switch_to_deploy folds eval-mode BatchNorm only, found '
+                        f'{type(bn).__name__}; keep norm_cfg=dict(type="BN") to deploy')
+    scale = torch.rsqrt(bn.running_var + bn.eps)
+    if bn.affine:
+        scale = scale * bn.weight
+    shift = -bn.running_mean * scale
+    if bn.affine:
+        shift = shift + bn.bias
+    return scale, shift
+
+
+@torch.no_grad()
+def _fold_into_conv(conv: nn.Conv2d, in_affine=None, out_affine=None,
+                    repeat: int = 1) -> nn.Conv2d:
+    """A 1x1 (or any) convolution computing ``out_affine(conv(in_affine(x)))``.
+
+    ``in_affine`` is a per-input-channel (scale, shift) pair; with ``repeat`` > 1 each entry
+    applies to ``repeat`` consecutive input channels (the folded region positions).
+    """
+    weight = conv.weight.detach().clone()
+    bias = conv.bias.detach().clone() if conv.bias is not None else weight.new_zeros(
+        weight.size(0))
+    if in_affine is not None:
+        scale, shift = (t.repeat_interleave(repeat) for t in in_affine)
+        bias = bias + (weight.sum(dim=(2, 3)) * shift).sum(dim=1) if weight.shape[2:] == (
+            1, 1) else bias + torch.einsum('oikl,i->o', weight, shift)
+        weight = weight * scale.reshape(1, -1, 1, 1)
+    if out_affine is not None:
+        scale, shift = out_affine
+        weight = weight * scale.reshape(-1, 1, 1, 1)
+        bias = bias * scale + shift
+    fused = nn.Conv2d(conv.in_channels, conv.out_channels, conv.kernel_size, conv.stride,
+                      conv.padding, conv.dilation, conv.groups, bias=True,
+                      device=weight.device, dtype=weight.dtype)
+    fused.weight.copy_(weight)
+    fused.bias.copy_(bias)
+    return fused
 
 
 class RegionMLP(BaseModule):
@@ -47,8 +99,12 @@ class RegionMLP(BaseModule):
 
     The feature map is shifted circularly by ``step`` along the axis, wrap-padded to a multiple
     of ``region_size``, and each run of ``region_size`` consecutive positions is folded into
-    the channels, where a two-layer MLP (1x1 convolutions) mixes them. The result is unfolded,
-    cropped and shifted back.
+    the channels (channel ``c * p + k`` holds position ``k``), where a two-layer MLP (1x1
+    convolutions) mixes them. The result is unfolded, cropped and shifted back.
+
+    Shift, pad and fold are one ``index_select`` (:func:`fold_index`), and unfold, crop and
+    shift back are another (:func:`unfold_index`). The width branch works on the transposed
+    map, so that its gathers, like the height branch's, move whole rows.
 
     Args:
         channels (int): Number of input and output channels ``C``.
@@ -82,44 +138,39 @@ class RegionMLP(BaseModule):
         self.norm = build_norm_layer(norm_cfg, hidden)[1]
         self.act = build_activation_layer(act_cfg)
         self.fc2 = nn.Conv2d(hidden, channels * region_size, 1, bias=True)
+        self._indices: Dict[Tuple[int, torch.device], Tuple[torch.Tensor, torch.Tensor]] = {}
 
-    def _fold(self, x: torch.Tensor) -> torch.Tensor:
-        B, C, H, W = x.shape
-        p = self.region_size
-        if self.axis == 'h':
-            # (B, C, H, W) -> (B, C, H/p, p, W) -> (B, C, p, H/p, W) -> (B, C*p, H/p, W)
-            return x.reshape(B, C, H // p, p, W).permute(0, 1, 3, 2, 4).reshape(
-                B, C * p, H // p, W)
-        # (B, C, H, W) -> (B, C, H, W/p, p) -> (B, C, p, H, W/p) -> (B, C*p, H, W/p)
-        return x.reshape(B, C, H, W // p, p).permute(0, 1, 4, 2, 3).reshape(
-            B, C * p, H, W // p)
-
-    def _unfold(self, x: torch.Tensor) -> torch.Tensor:
-        B, Cp, Hr, Wr = x.shape
-        p = self.region_size
-        C = Cp // p
-        if self.axis == 'h':
-            # (B, C*p, H/p, W) -> (B, C, p, H/p, W) -> (B, C, H/p, p, W) -> (B, C, H, W)
-            return x.reshape(B, C, p, Hr, Wr).permute(0, 1, 3, 2, 4).reshape(B, C, Hr * p, Wr)
-        # (B, C*p, H, W/p) -> (B, C, p, H, W/p) -> (B, C, H, W/p, p) -> (B, C, H, W)
-        return x.reshape(B, C, p, Hr, Wr).permute(0, 1, 3, 4, 2).reshape(B, C, Hr, Wr * p)
+    def _gathers(self, length: int, device: torch.device) -> Tuple[torch.Tensor, torch.Tensor]:
+        key = (length, device)
+        if key not in self._indices:
+            self._indices[key] = (
+                fold_index(length, self.region_size, self.step).to(device),
+                unfold_index(length, self.region_size, self.step).to(device))
+        return self._indices[key]
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        dim = 2 if self.axis == 'h' else 3
-        length = x.size(dim)
-        index = _region_index(length, self.region_size, self.step, x.device)
-        if index is not None:
-            # (B, C, H, W) -> (B, C, Hp, W), Hp = ceil(H / p) * p   (or along W)
-            x = x.index_select(dim, index)
-        x = self._fold(x)
+        if self.axis == 'w':
+            x = x.transpose(2, 3)  # (B, C, H, W) -> (B, C, W, H), a view
+        B, C, L, M = x.shape
+        p = self.region_size
+        if torch.jit.is_tracing() or torch.compiler.is_compiling():
+            fold = fold_index(L, p, self.step).to(x.device)
+            unfold = unfold_index(L, p, self.step).to(x.device)
+        else:
+            fold, unfold = self._gathers(L, x.device)
+        # (B, C, L, M) -> (B, C, p * Lp/p, M) = (B, C*p, Lp/p, M)
+        x = x.index_select(2, fold).reshape(B, C * p, fold.numel() // p, M)
         x = self.fc2(self.act(self.norm(self.fc1(x))))
-        x = self._unfold(x)
-        index = _restore_index(length, self.step, x.device)
-        if index is not None:
-            # (B, C, Hp, W) -> (B, C, H, W), shifted back by -step
-            return x.index_select(dim, index)
-        # (B, C, Hp, W) -> (B, C, H, W)
-        return x.narrow(dim, 0, length)
+        # (B, C*p, Lp/p, M) = (B, C, p * Lp/p, M) -> (B, C, L, M)
+        x = x.reshape(B, C, -1, M).index_select(2, unfold)
+        return x.transpose(2, 3) if self.axis == 'w' else x
+
+    def switch_to_deploy(self, in_affine=None) -> None:
+        """Folds ``norm`` (and the preceding norm's ``in_affine``, which acts on the
+        un-folded channels) into ``fc1``."""
+        self.fc1 = _fold_into_conv(self.fc1, in_affine, _bn_affine(self.norm),
+                                   repeat=self.region_size)
+        self.norm = nn.Identity()
 
 
 class HireMixer(BaseModule):
@@ -162,13 +213,24 @@ class HireMixer(BaseModule):
         h = self.height_mlp(x)
         w = self.width_mlp(x)
         c = self.channel_fc(x)
-        # (B, C, H, W) -> (B, C, 1, 1) -> (B, 3C, 1, 1)
-        attn = self.reweight((h + w + c).mean(dim=(2, 3), keepdim=True))
-        # (B, 3C, 1, 1) -> (B, C, 3); output channel c*3 + k weighs branch k of channel c
-        attn = attn.reshape(B, C, 3).softmax(dim=2)
+        # mean(h + w + c) as three reductions, without materialising the sum
+        pooled = (h.mean(dim=(2, 3), keepdim=True) + w.mean(dim=(2, 3), keepdim=True) +
+                  c.mean(dim=(2, 3), keepdim=True))
+        # (B, C, 1, 1) -> (B, 3C, 1, 1) -> (B, C, 3); channel c*3 + k weighs branch k of c
+        attn = self.reweight(pooled).reshape(B, C, 3).softmax(dim=2)
         # (B, C, 3) -> 3 x (B, C, 1, 1)
         a_h, a_w, a_c = (attn[..., k].reshape(B, C, 1, 1) for k in range(3))
-        return self.proj(h * a_h + w * a_w + c * a_c)
+        # h * a_h + w * a_w + c * a_c in three passes over the maps instead of five
+        mixed = torch.addcmul(torch.mul(h, a_h), w, a_w)
+        return self.proj(mixed.addcmul_(c, a_c))
+
+    def switch_to_deploy(self, in_affine=None) -> None:
+        """Folds the region MLPs' norms, and ``in_affine`` (the block's ``norm1``), into the
+        first convolution of each branch."""
+        self.height_mlp.switch_to_deploy(in_affine)
+        self.width_mlp.switch_to_deploy(in_affine)
+        if in_affine is not None:
+            self.channel_fc = _fold_into_conv(self.channel_fc, in_affine)
 
 
 class HireBlock(BaseModule):
@@ -225,6 +287,15 @@ class HireBlock(BaseModule):
         if self.with_cp and x.requires_grad:
             return cp.checkpoint(self._inner_forward, x, use_reentrant=False)
         return self._inner_forward(x)
+
+    def switch_to_deploy(self) -> None:
+        """Folds ``norm1`` into the Hire module's first convolutions and ``norm2`` into
+        ``mlp.fc1`` (the pad is circular, so a per-channel affine commutes with the shift,
+        pad and fold)."""
+        self.token_mixer.switch_to_deploy(_bn_affine(self.norm1))
+        self.mlp.fc1 = _fold_into_conv(self.mlp.fc1, _bn_affine(self.norm2))
+        self.norm1 = nn.Identity()
+        self.norm2 = nn.Identity()
 
 
 @MODELS.register_module()
@@ -327,6 +398,7 @@ class HireMLP(BaseModule):
             raise ValueError(f'HireMLP: drop_path_rate must be in [0, 1), got {drop_path_rate!r}')
         self.frozen_stages = frozen_stages
         self.norm_eval = norm_eval
+        self.deploy = False
         self.with_cp = with_cp
 
         total = sum(depths)
@@ -533,7 +605,29 @@ class HireMLP(BaseModule):
                 outs.append(getattr(self, f'norm{i}')(x))
         return tuple(outs)
 
+    def switch_to_deploy(self) -> 'HireMLP':
+        """Turns the backbone into its inference form: every BatchNorm except the output
+        norms is folded into a neighbouring convolution, which saves a pass over every
+        feature map. Outputs are unchanged up to float rounding; the model can no longer be
+        trained. Call it on an eval-mode model with trained statistics."""
+        if self.deploy:
+            return self
+        for layer in self.downsample_layers:
+            layer.conv = _fold_into_conv(layer.conv, out_affine=_bn_affine(layer.norm))
+            layer.with_norm = False
+            delattr(layer, layer.norm_name)
+            layer.norm_name = None
+        for stage in self.stages:
+            for block in stage:
+                block.switch_to_deploy()
+        self.deploy = True
+        return self.eval()
+
     def train(self, mode: bool = True) -> 'HireMLP':
+        if mode and getattr(self, 'deploy', False):
+            raise RuntimeError('HireMLP: this model was switched to deploy form (BatchNorm '
+                               'folded into convolutions) and can only run inference; build '
+                               'a new one to train')
         super().train(mode)
         self._freeze_stages()
         if mode and self.norm_eval:

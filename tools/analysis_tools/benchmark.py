@@ -1,0 +1,400 @@
+"""Measure inference throughput, training-step time and peak memory of classifiers.
+
+    python tools/analysis_tools/benchmark.py [--models hire_s hire_s_reference resnet50 ...]
+        [--batch-size 16] [--sizes 224 448] [--modes infer_fp32 infer_bf16 train_fp32
+        train_bf16] [--warmup 3] [--repeats 10] [--threads N] [--device cpu|cuda]
+        [--out-dir work_dirs/benchmark]
+
+All models run in one process, one after the other, on the same random batch. Each
+measurement has warm-up runs and then ``--repeats`` timed runs of one batch; the table gives
+the median and the spread (min-max) across those. The same run also times a large matrix
+product, so that the models' achieved GFLOP/s can be read as a fraction of what this machine
+can do. It writes ``benchmark.md`` (table), ``benchmark.json`` (all numbers) and
+``benchmark.png`` (chart) to ``--out-dir``.
+
+Models: ``hire_{t,s,b}`` (mmhire's HireMLP, inference in deploy form, i.e. BatchNorm folded
+into the convolutions), ``hire_s_plain`` (mmhire's HireMLP without deploy folding),
+``hire_s_reference`` (the straightforward formulation), ``hire_s_compiled`` (hire_s under
+``torch.compile``), and mmpretrain's ``resnet50``, ``swin_t``, ``convnext_t``,
+``poolformer_s24``. Every model is a whole ImageNet classifier: backbone, global average
+pooling and a 1000-way linear layer.
+"""
+import argparse
+import contextlib
+import json
+import os
+import os.path as osp
+import platform
+import statistics
+import sys
+import time
+from typing import Callable, Dict, List, Optional
+
+import torch
+import torch.nn as nn
+
+MODES = ('infer_fp32', 'infer_bf16', 'train_fp32', 'train_bf16')
+DEFAULT_MODELS = ('hire_t', 'hire_s', 'hire_b', 'hire_s_plain', 'hire_s_reference',
+                  'resnet50', 'swin_t', 'convnext_t', 'poolformer_s24')
+
+
+class Classifier(nn.Module):
+    """backbone -> last feature map -> global average pool -> linear."""
+
+    def __init__(self, backbone: nn.Module, channels: int, num_classes: int = 1000,
+                 norm: Optional[nn.Module] = None) -> None:
+        super().__init__()
+        self.backbone = backbone
+        self.norm = norm if norm is not None else nn.Identity()
+        self.head = nn.Linear(channels, num_classes)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        feats = self.backbone(x)
+        feat = feats[-1] if isinstance(feats, (tuple, list)) else feats
+        feat = self.norm(feat)
+        if feat.dim() == 4:
+            feat = feat.mean(dim=(2, 3))
+        return self.head(feat)
+
+
+class _Reference(nn.Module):
+
+    def __init__(self, arch: str) -> None:
+        super().__init__()
+        from mmhire.models.backbones.hire_mlp_reference import ReferenceHireMLPNet
+        self.net = ReferenceHireMLPNet(arch)
+
+    def forward(self, x):
+        return self.net(x)
+
+
+def _hire(arch: str, deploy: bool) -> Callable[[], nn.Module]:
+
+    def build():
+        from mmhire.models import HireMLP
+        backbone = HireMLP(arch)
+        backbone.init_weights()
+        return Classifier(backbone, backbone.channels[-1])
+
+    build.deploy = deploy
+    return build
+
+
+def _mmpretrain(cfg: dict, channels: int) -> Callable[[], nn.Module]:
+
+    def build():
+        import mmpretrain.models  # noqa: F401  (registers the backbones)
+        from mmpretrain.registry import MODELS
+        backbone = MODELS.build(cfg)
+        backbone.init_weights()
+        return Classifier(backbone, channels)
+
+    build.deploy = False
+    return build
+
+
+def _reference() -> nn.Module:
+    return _Reference('small')
+
+
+_reference.deploy = False
+
+BUILDERS: Dict[str, Callable[[], nn.Module]] = {
+    'hire_t': _hire('tiny', True),
+    'hire_s': _hire('small', True),
+    'hire_b': _hire('base', True),
+    'hire_s_plain': _hire('small', False),
+    'hire_s_compiled': _hire('small', True),
+    'hire_s_reference': _reference,
+    'resnet50': _mmpretrain(dict(type='ResNet', depth=50), 2048),
+    'swin_t': _mmpretrain(dict(type='SwinTransformer', arch='tiny', img_size=224), 768),
+    'convnext_t': _mmpretrain(dict(type='ConvNeXt', arch='tiny', gap_before_final_norm=False),
+                              768),
+    'poolformer_s24': _mmpretrain(dict(type='PoolFormer', arch='s24'), 512),
+}
+
+
+def build_model(name: str) -> nn.Module:
+    if name not in BUILDERS:
+        raise SystemExit(f'error: unknown model {name!r}; choose from {sorted(BUILDERS)}')
+    return BUILDERS[name]()
+
+
+def macs_per_image(model: nn.Module, size: int) -> int:
+    from mmengine.analysis import FlopAnalyzer
+    model = model.eval()
+    with torch.no_grad():
+        analyzer = FlopAnalyzer(model, torch.zeros(1, 3, size, size))
+        analyzer.unsupported_ops_warnings(False).uncalled_modules_warnings(False)
+        return int(analyzer.total())
+
+
+class PeakMemory:
+    """Peak memory above the level at start: CUDA's allocator statistics on a GPU, the
+    process's resident set (VmHWM after resetting it) on the CPU."""
+
+    def __init__(self, device: torch.device) -> None:
+        self.device = device
+
+    @staticmethod
+    def _status(key: str) -> int:
+        with open('/proc/self/status') as f:
+            for line in f:
+                if line.startswith(key + ':'):
+                    return int(line.split()[1]) * 1024
+        return 0
+
+    def __enter__(self):
+        if self.device.type == 'cuda':
+            torch.cuda.synchronize()
+            torch.cuda.reset_peak_memory_stats()
+            self.start = torch.cuda.memory_allocated()
+        else:
+            try:
+                with open('/proc/self/clear_refs', 'w') as f:
+                    f.write('5')  # resets VmHWM to the current resident set
+            except OSError:
+                pass
+            self.start = self._status('VmRSS')
+        return self
+
+    def __exit__(self, *exc):
+        if self.device.type == 'cuda':
+            torch.cuda.synchronize()
+            self.peak = torch.cuda.max_memory_allocated() - self.start
+        else:
+            self.peak = self._status('VmHWM') - self.start
+        return False
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == 'cuda':
+        torch.cuda.synchronize()
+
+
+def time_runs(step: Callable[[], None], warmup: int, repeats: int,
+              device: torch.device) -> List[float]:
+    for _ in range(warmup):
+        step()
+    _sync(device)
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        step()
+        _sync(device)
+        times.append(time.perf_counter() - start)
+    return times
+
+
+def autocast(device: torch.device, bf16: bool):
+    if not bf16:
+        return contextlib.nullcontext()
+    return torch.autocast(device.type, dtype=torch.bfloat16)
+
+
+def measure(model: nn.Module, mode: str, x: torch.Tensor, warmup: int,
+            repeats: int) -> Dict[str, float]:
+    device = x.device
+    bf16 = mode.endswith('bf16')
+    if mode.startswith('infer'):
+        model.eval()
+
+        def step():
+            with torch.inference_mode(), autocast(device, bf16):
+                model(x)
+    else:
+        model.train()
+        optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4)
+        target = torch.randint(0, 1000, (x.size(0), ), device=device)
+
+        def step():
+            optimizer.zero_grad(set_to_none=True)
+            with autocast(device, bf16):
+                loss = nn.functional.cross_entropy(model(x), target)
+            loss.backward()
+            optimizer.step()
+
+    step()  # first call outside the peak-memory window: allocates optimizer state
+    with PeakMemory(device) as memory:
+        times = time_runs(step, warmup, repeats, device)
+    median = statistics.median(times)
+    return dict(seconds=median, min=min(times), max=max(times),
+                images_per_s=x.size(0) / median, peak_mib=memory.peak / 2**20)
+
+
+def matmul_rate(device: torch.device, dtype: torch.dtype, n: int = 2048,
+                repeats: int = 10) -> float:
+    """GFLOP/s of an n x n x n matrix product: the machine's large-matmul rate."""
+    a = torch.randn(n, n, device=device).to(dtype)
+    b = torch.randn(n, n, device=device).to(dtype)
+    times = time_runs(lambda: torch.mm(a, b), 3, repeats, device)
+    return 2 * n**3 / statistics.median(times) / 1e9
+
+
+def prepare(name: str, device: torch.device) -> nn.Module:
+    model = build_model(name).to(device)
+    return model
+
+
+def inference_form(name: str, model: nn.Module) -> nn.Module:
+    """The model as it runs inference: HireMLP folds its BatchNorms (deploy form); the
+    compiled variant goes through torch.compile."""
+    import copy
+    if not getattr(BUILDERS[name], 'deploy', False):
+        return model
+    deployed = copy.deepcopy(model).eval()
+    deployed.backbone.switch_to_deploy()
+    if name.endswith('_compiled'):
+        deployed = torch.compile(deployed)
+    return deployed
+
+
+def training_form(name: str, model: nn.Module) -> nn.Module:
+    if name.endswith('_compiled'):
+        return torch.compile(model)
+    return model
+
+
+def run(args) -> List[Dict]:
+    device = torch.device(args.device)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    if device.type == 'cuda' and args.tf32:
+        torch.backends.cuda.matmul.allow_tf32 = True
+        torch.backends.cudnn.allow_tf32 = True
+    rows = []
+    for name in args.models:
+        torch.manual_seed(0)
+        model = prepare(name, device)
+        for size in args.sizes:
+            x = torch.randn(args.batch_size, 3, size, size, device=device)
+            macs = macs_per_image(inference_form(name, model) if not name.endswith(
+                '_compiled') else model, size)
+            for mode in args.modes:
+                net = inference_form(name, model) if mode.startswith('infer') else \
+                    training_form(name, model)
+                result = measure(net, mode, x, args.warmup, args.repeats)
+                flops = 2 * macs * (1 if mode.startswith('infer') else 3)
+                result.update(model=name, mode=mode, size=size, batch=args.batch_size,
+                              gmacs=macs / 1e9,
+                              gflops_per_s=flops * result['images_per_s'] / 1e9)
+                rows.append(result)
+                print(f'{name:>16} {mode:>10} {size:>4}px  {result["images_per_s"]:8.1f} img/s '
+                      f'({result["min"] * 1e3:.0f}-{result["max"] * 1e3:.0f} ms/batch)  '
+                      f'{result["gflops_per_s"]:6.0f} GFLOP/s  peak {result["peak_mib"]:7.0f}'
+                      f' MiB', flush=True)
+        del model
+    return rows
+
+
+def environment(device: torch.device) -> Dict[str, object]:
+    info = dict(torch=torch.__version__, python=platform.python_version(),
+                threads=torch.get_num_threads(), device=str(device),
+                cpu=platform.processor() or platform.machine())
+    try:
+        with open('/proc/cpuinfo') as f:
+            for line in f:
+                if line.startswith('model name'):
+                    info['cpu'] = line.split(':', 1)[1].strip()
+                    break
+    except OSError:
+        pass
+    if device.type == 'cuda':
+        info['gpu'] = torch.cuda.get_device_name(device)
+    return info
+
+
+def markdown(rows: List[Dict], env: Dict, rates: Dict[str, float]) -> str:
+    lines = [
+        f'Machine: {env["cpu"]}' + (f', {env["gpu"]}' if 'gpu' in env else '') +
+        f'; torch {env["torch"]}, {env["threads"]} threads, device {env["device"]}.',
+        '',
+        'Large-matmul rate (2048^3) measured in the same run: ' +
+        ', '.join(f'{k} {v:.0f} GFLOP/s' for k, v in rates.items()) + '.',
+        '',
+        '| model | mode | input | batch | images/s | ms/batch (median, min-max) | GMACs/img | '
+        'GFLOP/s | of matmul rate | peak MiB |',
+        '|---|---|---|---|---|---|---|---|---|---|',
+    ]
+    for r in rows:
+        rate = rates.get('fp32') if 'fp32' in r['mode'] else rates.get('bf16')
+        share = f'{100 * r["gflops_per_s"] / rate:.0f}%' if rate else ''
+        lines.append(
+            f'| {r["model"]} | {r["mode"]} | {r["size"]} | {r["batch"]} | '
+            f'{r["images_per_s"]:.1f} | {r["seconds"] * 1e3:.0f} ({r["min"] * 1e3:.0f}-'
+            f'{r["max"] * 1e3:.0f}) | {r["gmacs"]:.2f} | {r["gflops_per_s"]:.0f} | {share} | '
+            f'{r["peak_mib"]:.0f} |')
+    return '\n'.join(lines) + '\n'
+
+
+def chart(rows: List[Dict], path: str) -> None:
+    import matplotlib
+    matplotlib.use('Agg')
+    import matplotlib.pyplot as plt
+    sizes = sorted({r['size'] for r in rows})
+    modes = [m for m in MODES if any(r['mode'] == m for r in rows)]
+    models = list(dict.fromkeys(r['model'] for r in rows))
+    fig, axes = plt.subplots(1, len(sizes), figsize=(7 * len(sizes), 0.5 * len(models) + 2),
+                             squeeze=False)
+    for ax, size in zip(axes[0], sizes):
+        height = 0.8 / max(len(modes), 1)
+        for k, mode in enumerate(modes):
+            values = [next((r['images_per_s'] for r in rows if r['model'] == m and
+                            r['mode'] == mode and r['size'] == size), 0) for m in models]
+            ax.barh([i + k * height for i in range(len(models))], values, height, label=mode)
+        ax.set_yticks([i + 0.4 - height / 2 for i in range(len(models))])
+        ax.set_yticklabels(models)
+        ax.invert_yaxis()
+        ax.set_xlabel('images/s')
+        ax.set_title(f'{size}x{size}, batch {rows[0]["batch"]}')
+        ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+def parse_args(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument('--models', nargs='+', default=list(DEFAULT_MODELS),
+                        help=f'any of {sorted(BUILDERS)}')
+    parser.add_argument('--batch-size', type=int, default=16)
+    parser.add_argument('--sizes', type=int, nargs='+', default=[224])
+    parser.add_argument('--modes', nargs='+', default=list(MODES), choices=MODES)
+    parser.add_argument('--warmup', type=int, default=3)
+    parser.add_argument('--repeats', type=int, default=10)
+    parser.add_argument('--threads', type=int, default=0,
+                        help='torch threads (default: torch\'s choice)')
+    parser.add_argument('--device', default='cpu')
+    parser.add_argument('--tf32', action='store_true', help='allow TF32 matmuls on a GPU')
+    parser.add_argument('--out-dir', default='work_dirs/benchmark')
+    args = parser.parse_args(argv)
+    if args.batch_size < 1 or args.repeats < 1 or args.warmup < 0:
+        parser.error('--batch-size and --repeats must be at least 1, --warmup at least 0')
+    if min(args.sizes) < 32:
+        parser.error('--sizes must be at least 32 (the smallest input HireMLP takes)')
+    if args.device.startswith('cuda') and not torch.cuda.is_available():
+        parser.error('--device cuda: no GPU is available here')
+    return args
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    device = torch.device(args.device)
+    rates = dict(fp32=matmul_rate(device, torch.float32),
+                 bf16=matmul_rate(device, torch.bfloat16))
+    print(f'matmul 2048^3: fp32 {rates["fp32"]:.0f} GFLOP/s, bf16 {rates["bf16"]:.0f} GFLOP/s, '
+          f'{torch.get_num_threads()} threads')
+    rows = run(args)
+    env = environment(device)
+    os.makedirs(args.out_dir, exist_ok=True)
+    with open(osp.join(args.out_dir, 'benchmark.md'), 'w') as f:
+        f.write(markdown(rows, env, rates))
+    with open(osp.join(args.out_dir, 'benchmark.json'), 'w') as f:
+        json.dump(dict(environment=env, matmul_gflops=rates, results=rows), f, indent=1)
+    chart(rows, osp.join(args.out_dir, 'benchmark.png'))
+    print(f'wrote {args.out_dir}/benchmark.{{md,json,png}}')
+    return 0
+
+
+if __name__ == '__main__':
+    sys.exit(main())
