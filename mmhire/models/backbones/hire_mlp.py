@@ -20,7 +20,7 @@ from mmhire.utils.checkpoint import CheckpointError
 MIN_INPUT_SIZE = 32
 
 
-def _shift_pad_index(length: int, region_size: int, step: int) -> torch.Tensor:
+def _shift_pad_index(length: int, region_size: int, step: int) -> List[int]:
     """Source position of each position of the shifted, wrap-padded sequence.
 
     Position ``i`` of the result holds element ``((i mod length) - step) mod length`` of the
@@ -28,7 +28,7 @@ def _shift_pad_index(length: int, region_size: int, step: int) -> torch.Tensor:
     regions, as many times around as needed, so any ``length`` works.
     """
     padded = -(-length // region_size) * region_size
-    return (torch.arange(padded) % length - step) % length
+    return [(i % length - step) % length for i in range(padded)]
 
 
 def fold_index(length: int, region_size: int, step: int) -> torch.Tensor:
@@ -36,11 +36,13 @@ def fold_index(length: int, region_size: int, step: int) -> torch.Tensor:
 
     Gathering ``x`` (B, C, L, *) along L with this index gives (B, C, p * L/p, *) ordered as
     (k, g) for position k of region g, which *is* (B, C*p, L/p, *) with channel ``c*p + k``:
-    the inner-region rearrangement costs no copy beyond the gather.
+    the inner-region rearrangement costs no copy beyond the gather. Computed in Python, so
+    that tracing (ONNX export) records it as a constant.
     """
     source = _shift_pad_index(length, region_size, step)
-    groups = source.numel() // region_size
-    return source.reshape(groups, region_size).t().reshape(-1)
+    groups = len(source) // region_size
+    return torch.tensor([source[g * region_size + k] for k in range(region_size)
+                         for g in range(groups)], dtype=torch.long)
 
 
 def unfold_index(length: int, region_size: int, step: int) -> torch.Tensor:
@@ -48,8 +50,9 @@ def unfold_index(length: int, region_size: int, step: int) -> torch.Tensor:
     position ``r = (i + step) mod length``, which sits at ``(r mod p) * L/p + r // p`` of the
     region-position-first layout; the padding is dropped."""
     groups = -(-length // region_size)
-    r = (torch.arange(length) + step) % length
-    return (r % region_size) * groups + r // region_size
+    rows = [(i + step) % length for i in range(length)]
+    return torch.tensor([(r % region_size) * groups + r // region_size for r in rows],
+                        dtype=torch.long)
 
 
 def _bn_affine(bn: nn.Module) -> Tuple[torch.Tensor, torch.Tensor]:
