@@ -73,7 +73,6 @@ def _hire(arch: str, deploy: bool) -> Callable[[], nn.Module]:
     def build():
         from mmhire.models import HireMLP
         backbone = HireMLP(arch)
-        backbone.init_weights()
         return Classifier(backbone, backbone.channels[-1])
 
     build.deploy = deploy
@@ -86,7 +85,6 @@ def _mmpretrain(cfg: dict, channels: int) -> Callable[[], nn.Module]:
         import mmpretrain.models  # noqa: F401  (registers the backbones)
         from mmpretrain.registry import MODELS
         backbone = MODELS.build(cfg)
-        backbone.init_weights()
         return Classifier(backbone, channels)
 
     build.deploy = False
@@ -129,42 +127,40 @@ def macs_per_image(model: nn.Module, size: int) -> int:
         return int(analyzer.total())
 
 
-class PeakMemory:
-    """Peak memory above the level at start: CUDA's allocator statistics on a GPU, the
-    process's resident set (VmHWM after resetting it) on the CPU."""
+def _proc_status(key: str) -> int:
+    with open('/proc/self/status') as f:
+        for line in f:
+            if line.startswith(key + ':'):
+                return int(line.split()[1]) * 1024
+    return 0
 
-    def __init__(self, device: torch.device) -> None:
-        self.device = device
 
-    @staticmethod
-    def _status(key: str) -> int:
-        with open('/proc/self/status') as f:
-            for line in f:
-                if line.startswith(key + ':'):
-                    return int(line.split()[1]) * 1024
-        return 0
-
-    def __enter__(self):
-        if self.device.type == 'cuda':
-            torch.cuda.synchronize()
-            torch.cuda.reset_peak_memory_stats()
-            self.start = torch.cuda.memory_allocated()
-        else:
-            try:
-                with open('/proc/self/clear_refs', 'w') as f:
-                    f.write('5')  # resets VmHWM to the current resident set
-            except OSError:
-                pass
-            self.start = self._status('VmRSS')
-        return self
-
-    def __exit__(self, *exc):
-        if self.device.type == 'cuda':
-            torch.cuda.synchronize()
-            self.peak = torch.cuda.max_memory_allocated() - self.start
-        else:
-            self.peak = self._status('VmHWM') - self.start
-        return False
+def peak_memory(step: Callable[[], None], device: torch.device) -> float:
+    """Peak bytes one call of ``step`` needs above what was held before it: CUDA's allocator
+    statistics on a GPU; on the CPU the process's peak resident set (VmHWM, reset just
+    before) after the C allocator has returned its cached free memory to the system."""
+    if device.type == 'cuda':
+        torch.cuda.synchronize()
+        torch.cuda.reset_peak_memory_stats()
+        start = torch.cuda.memory_allocated()
+        step()
+        torch.cuda.synchronize()
+        return float(torch.cuda.max_memory_allocated() - start)
+    import ctypes
+    import gc
+    gc.collect()
+    try:
+        ctypes.CDLL('libc.so.6').malloc_trim(0)
+    except (OSError, AttributeError):
+        pass
+    try:
+        with open('/proc/self/clear_refs', 'w') as f:
+            f.write('5')  # resets VmHWM to the current resident set
+    except OSError:
+        return float('nan')
+    start = _proc_status('VmRSS')
+    step()
+    return float(_proc_status('VmHWM') - start)
 
 
 def _sync(device: torch.device) -> None:
@@ -192,8 +188,8 @@ def autocast(device: torch.device, bf16: bool):
     return torch.autocast(device.type, dtype=torch.bfloat16)
 
 
-def measure(model: nn.Module, mode: str, x: torch.Tensor, warmup: int,
-            repeats: int) -> Dict[str, float]:
+def make_step(model: nn.Module, mode: str, x: torch.Tensor) -> Callable[[], None]:
+    """One timed unit: a forward pass (inference) or forward, backward and AdamW step."""
     device = x.device
     bf16 = mode.endswith('bf16')
     if mode.startswith('infer'):
@@ -202,24 +198,75 @@ def measure(model: nn.Module, mode: str, x: torch.Tensor, warmup: int,
         def step():
             with torch.inference_mode(), autocast(device, bf16):
                 model(x)
-    else:
-        model.train()
-        optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4)
-        target = torch.randint(0, 1000, (x.size(0), ), device=device)
 
-        def step():
-            optimizer.zero_grad(set_to_none=True)
-            with autocast(device, bf16):
-                loss = nn.functional.cross_entropy(model(x), target)
-            loss.backward()
-            optimizer.step()
+        return step
+    model.train()
+    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4)
+    target = torch.randint(0, 1000, (x.size(0), ), device=device)
 
-    step()  # first call outside the peak-memory window: allocates optimizer state
-    with PeakMemory(device) as memory:
-        times = time_runs(step, warmup, repeats, device)
-    median = statistics.median(times)
-    return dict(seconds=median, min=min(times), max=max(times),
-                images_per_s=x.size(0) / median, peak_mib=memory.peak / 2**20)
+    def step():
+        optimizer.zero_grad(set_to_none=True)
+        with autocast(device, bf16):
+            loss = nn.functional.cross_entropy(model(x), target)
+        loss.backward()
+        optimizer.step()
+
+    return step
+
+
+def measure_interleaved(steps: List[Callable[[], None]], warmup: int, repeats: int,
+                        device: torch.device) -> List[Dict[str, float]]:
+    """Times every step ``repeats`` times, taking them in turn (step 1, 2, ..., n, then 1
+    again), so that a slow period of a shared machine hits all of them alike and their
+    ratios hold."""
+    for step in steps:
+        for _ in range(warmup + 1):
+            step()
+    times: List[List[float]] = [[] for _ in steps]
+    for _ in range(repeats):
+        for k, step in enumerate(steps):
+            _sync(device)
+            start = time.perf_counter()
+            step()
+            _sync(device)
+            times[k].append(time.perf_counter() - start)
+    peaks = [peak_memory(step, device) for step in steps]
+    results = []
+    for k in range(len(steps)):
+        median = statistics.median(times[k])
+        results.append(dict(seconds=median, min=min(times[k]), max=max(times[k]),
+                            peak_mib=peaks[k] / 2**20))
+    return results
+
+
+def _backbone_step(model: nn.Module, x: torch.Tensor) -> Callable[[], None]:
+
+    def step():
+        model.zero_grad(set_to_none=True)
+        loss = sum(out.float().mean() for out in model(x))
+        loss.backward()
+
+    return step
+
+
+def checkpoint_memory(arch: str = 'small', shape=(800, 1216), batch: int = 2,
+                      device: str = 'cpu') -> Dict[str, float]:
+    """Peak training memory of the HireMLP backbone alone (all four outputs, forward and
+    backward) at a detection-sized input, without and with ``with_cp``."""
+    from mmhire.models import HireMLP
+    device = torch.device(device)
+    x = torch.randn(batch, 3, *shape, device=device)
+    peaks = {}
+    for with_cp in (False, True):
+        torch.manual_seed(0)
+        model = HireMLP(arch, out_indices=(0, 1, 2, 3), with_cp=with_cp).to(device).train()
+        step = _backbone_step(model, x)
+        step()  # allocates the gradients outside the measurement
+        peaks[with_cp] = peak_memory(step, device)
+        del model, step
+    return dict(arch=arch, shape=list(shape), batch=batch, peak_mib=peaks[False] / 2**20,
+                peak_mib_with_cp=peaks[True] / 2**20,
+                reduction=1 - peaks[True] / peaks[False])
 
 
 def matmul_rate(device: torch.device, dtype: torch.dtype, n: int = 2048,
@@ -229,11 +276,6 @@ def matmul_rate(device: torch.device, dtype: torch.dtype, n: int = 2048,
     b = torch.randn(n, n, device=device).to(dtype)
     times = time_runs(lambda: torch.mm(a, b), 3, repeats, device)
     return 2 * n**3 / statistics.median(times) / 1e9
-
-
-def prepare(name: str, device: torch.device) -> nn.Module:
-    model = build_model(name).to(device)
-    return model
 
 
 def inference_form(name: str, model: nn.Module) -> nn.Module:
@@ -262,28 +304,30 @@ def run(args) -> List[Dict]:
     if device.type == 'cuda' and args.tf32:
         torch.backends.cuda.matmul.allow_tf32 = True
         torch.backends.cudnn.allow_tf32 = True
-    rows = []
+    rows, steps = [], []
     for name in args.models:
         torch.manual_seed(0)
-        model = prepare(name, device)
+        model = build_model(name).to(device)
         for size in args.sizes:
             x = torch.randn(args.batch_size, 3, size, size, device=device)
-            macs = macs_per_image(inference_form(name, model) if not name.endswith(
-                '_compiled') else model, size)
+            macs = macs_per_image(model, size)
             for mode in args.modes:
                 net = inference_form(name, model) if mode.startswith('infer') else \
                     training_form(name, model)
-                result = measure(net, mode, x, args.warmup, args.repeats)
-                flops = 2 * macs * (1 if mode.startswith('infer') else 3)
-                result.update(model=name, mode=mode, size=size, batch=args.batch_size,
-                              gmacs=macs / 1e9,
-                              gflops_per_s=flops * result['images_per_s'] / 1e9)
-                rows.append(result)
-                print(f'{name:>16} {mode:>10} {size:>4}px  {result["images_per_s"]:8.1f} img/s '
-                      f'({result["min"] * 1e3:.0f}-{result["max"] * 1e3:.0f} ms/batch)  '
-                      f'{result["gflops_per_s"]:6.0f} GFLOP/s  peak {result["peak_mib"]:7.0f}'
-                      f' MiB', flush=True)
-        del model
+                steps.append(make_step(net, mode, x))
+                rows.append(dict(model=name, mode=mode, size=size, batch=args.batch_size,
+                                 gmacs=macs / 1e9, macs=macs))
+    print(f'timing {len(steps)} measurements, {args.repeats} rounds', flush=True)
+    for row, result in zip(rows, measure_interleaved(steps, args.warmup, args.repeats,
+                                                     device)):
+        row.update(result)
+        row['images_per_s'] = row['batch'] / row['seconds']
+        flops = 2 * row.pop('macs') * (1 if row['mode'].startswith('infer') else 3)
+        row['gflops_per_s'] = flops * row['images_per_s'] / 1e9
+        print(f'{row["model"]:>16} {row["mode"]:>10} {row["size"]:>4}px  '
+              f'{row["images_per_s"]:8.1f} img/s ({row["min"] * 1e3:.0f}-'
+              f'{row["max"] * 1e3:.0f} ms/batch)  {row["gflops_per_s"]:6.0f} GFLOP/s  '
+              f'peak {row["peak_mib"]:7.0f} MiB', flush=True)
     return rows
 
 
@@ -367,6 +411,8 @@ def parse_args(argv=None):
     parser.add_argument('--device', default='cpu')
     parser.add_argument('--tf32', action='store_true', help='allow TF32 matmuls on a GPU')
     parser.add_argument('--out-dir', default='work_dirs/benchmark')
+    parser.add_argument('--cp-memory', action='store_true',
+                        help='also measure with_cp on 2 images of 800x1216 (HireMLP-small)')
     args = parser.parse_args(argv)
     if args.batch_size < 1 or args.repeats < 1 or args.warmup < 0:
         parser.error('--batch-size and --repeats must be at least 1, --warmup at least 0')
@@ -386,11 +432,24 @@ def main(argv=None) -> int:
           f'{torch.get_num_threads()} threads')
     rows = run(args)
     env = environment(device)
+    memory = None
+    if args.cp_memory:
+        memory = checkpoint_memory(device=args.device)
+        print(f'with_cp, HireMLP-{memory["arch"]} backbone, {memory["batch"]} x '
+              f'{memory["shape"][0]}x{memory["shape"][1]}, forward + backward: peak '
+              f'{memory["peak_mib"]:.0f} MiB -> {memory["peak_mib_with_cp"]:.0f} MiB '
+              f'({100 * memory["reduction"]:.0f}% less)')
     os.makedirs(args.out_dir, exist_ok=True)
     with open(osp.join(args.out_dir, 'benchmark.md'), 'w') as f:
         f.write(markdown(rows, env, rates))
+        if memory:
+            f.write(f'\nwith_cp: HireMLP-{memory["arch"]} backbone, {memory["batch"]} images of '
+                    f'{memory["shape"][0]}x{memory["shape"][1]}, forward and backward: peak '
+                    f'{memory["peak_mib"]:.0f} MiB without, {memory["peak_mib_with_cp"]:.0f} '
+                    f'MiB with ({100 * memory["reduction"]:.0f}% less).\n')
     with open(osp.join(args.out_dir, 'benchmark.json'), 'w') as f:
-        json.dump(dict(environment=env, matmul_gflops=rates, results=rows), f, indent=1)
+        json.dump(dict(environment=env, matmul_gflops=rates, results=rows,
+                       with_cp_memory=memory), f, indent=1)
     chart(rows, osp.join(args.out_dir, 'benchmark.png'))
     print(f'wrote {args.out_dir}/benchmark.{{md,json,png}}')
     return 0

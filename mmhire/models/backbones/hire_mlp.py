@@ -55,6 +55,30 @@ def unfold_index(length: int, region_size: int, step: int) -> torch.Tensor:
                         dtype=torch.long)
 
 
+class PointwiseConv2d(nn.Conv2d):
+    """A 1x1 convolution computed as one batched matrix product on the NCHW map.
+
+    On the CPU, oneDNN converts NCHW inputs to a blocked layout and back around every
+    convolution, which for the early, large maps costs more than the arithmetic;
+    ``weight (O, C) @ x (B, C, H*W)`` reads and writes NCHW directly. Same parameters and
+    state dict as ``nn.Conv2d(C, O, 1)``.
+    """
+
+    def __init__(self, in_channels: int, out_channels: int, bias: bool = True, **kwargs):
+        super().__init__(in_channels, out_channels, 1, bias=bias, **kwargs)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        B, C, H, W = x.shape
+        weight = self.weight.reshape(self.out_channels, C)
+        # (B, O, C) @ (B, C, H*W) -> (B, O, H*W); the weight is expanded, not copied
+        out = torch.bmm(weight.expand(B, -1, -1), x.reshape(B, C, H * W))
+        if self.bias is not None:
+            # in place: bmm's backward needs its inputs, not its output, and reusing the
+            # buffer saves a large allocation (page faults on the CPU)
+            out.add_(self.bias.reshape(1, -1, 1).to(out.dtype))
+        return out.reshape(B, self.out_channels, H, W)
+
+
 def _bn_affine(bn: nn.Module) -> Tuple[torch.Tensor, torch.Tensor]:
     """Eval-mode BatchNorm as ``scale * x + shift`` per channel."""
     if not isinstance(bn, _BatchNorm) or not bn.track_running_stats:
@@ -89,9 +113,13 @@ def _fold_into_conv(conv: nn.Conv2d, in_affine=None, out_affine=None,
         scale, shift = out_affine
         weight = weight * scale.reshape(-1, 1, 1, 1)
         bias = bias * scale + shift
-    fused = nn.Conv2d(conv.in_channels, conv.out_channels, conv.kernel_size, conv.stride,
-                      conv.padding, conv.dilation, conv.groups, bias=True,
-                      device=weight.device, dtype=weight.dtype)
+    if isinstance(conv, PointwiseConv2d):
+        fused = PointwiseConv2d(conv.in_channels, conv.out_channels, bias=True,
+                                device=weight.device, dtype=weight.dtype)
+    else:
+        fused = nn.Conv2d(conv.in_channels, conv.out_channels, conv.kernel_size, conv.stride,
+                          conv.padding, conv.dilation, conv.groups, bias=True,
+                          device=weight.device, dtype=weight.dtype)
     fused.weight.copy_(weight)
     fused.bias.copy_(bias)
     return fused
@@ -137,10 +165,10 @@ class RegionMLP(BaseModule):
         self.step = step
         self.axis = axis
         hidden = channels // 2
-        self.fc1 = nn.Conv2d(channels * region_size, hidden, 1, bias=False)
+        self.fc1 = PointwiseConv2d(channels * region_size, hidden, bias=False)
         self.norm = build_norm_layer(norm_cfg, hidden)[1]
         self.act = build_activation_layer(act_cfg)
-        self.fc2 = nn.Conv2d(hidden, channels * region_size, 1, bias=True)
+        self.fc2 = PointwiseConv2d(hidden, channels * region_size, bias=True)
         self._indices: Dict[Tuple[int, torch.device], Tuple[torch.Tensor, torch.Tensor]] = {}
 
     def _gathers(self, length: int, device: torch.device) -> Tuple[torch.Tensor, torch.Tensor]:
@@ -204,12 +232,12 @@ class HireMixer(BaseModule):
         self.channels = channels
         self.height_mlp = RegionMLP(channels, region_size, step, 'h', norm_cfg, region_act_cfg)
         self.width_mlp = RegionMLP(channels, region_size, step, 'w', norm_cfg, region_act_cfg)
-        self.channel_fc = nn.Conv2d(channels, channels, 1, bias=True)
+        self.channel_fc = PointwiseConv2d(channels, channels, bias=True)
         self.reweight = Sequential()
         self.reweight.add_module('fc1', nn.Conv2d(channels, channels // 4, 1, bias=True))
         self.reweight.add_module('act', build_activation_layer(act_cfg))
         self.reweight.add_module('fc2', nn.Conv2d(channels // 4, channels * 3, 1, bias=True))
-        self.proj = nn.Conv2d(channels, channels, 1, bias=True)
+        self.proj = PointwiseConv2d(channels, channels, bias=True)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         B, C = x.shape[:2]
@@ -277,12 +305,16 @@ class HireBlock(BaseModule):
         self.norm2 = build_norm_layer(norm_cfg, channels)[1]
         hidden = int(channels * mlp_ratio)
         self.mlp = Sequential()
-        self.mlp.add_module('fc1', nn.Conv2d(channels, hidden, 1, bias=True))
+        self.mlp.add_module('fc1', PointwiseConv2d(channels, hidden, bias=True))
         self.mlp.add_module('act', build_activation_layer(act_cfg))
-        self.mlp.add_module('fc2', nn.Conv2d(hidden, channels, 1, bias=True))
+        self.mlp.add_module('fc2', PointwiseConv2d(hidden, channels, bias=True))
         self.drop_path = DropPath(drop_path_rate) if drop_path_rate > 0 else nn.Identity()
 
     def _inner_forward(self, x: torch.Tensor) -> torch.Tensor:
+        if isinstance(self.drop_path, nn.Identity):
+            # the branch outputs are fresh tensors no backward needs: add in place
+            x = self.token_mixer(self.norm1(x)).add_(x)
+            return self.mlp(self.norm2(x)).add_(x)
         x = x + self.drop_path(self.token_mixer(self.norm1(x)))
         return x + self.drop_path(self.mlp(self.norm2(x)))
 
@@ -640,4 +672,4 @@ class HireMLP(BaseModule):
         return self
 
 
-__all__ = ['HireMLP', 'HireBlock', 'HireMixer', 'RegionMLP', 'MIN_INPUT_SIZE']
+__all__ = ['HireMLP', 'HireBlock', 'HireMixer', 'PointwiseConv2d', 'RegionMLP', 'MIN_INPUT_SIZE']
