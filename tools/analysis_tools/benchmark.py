@@ -105,7 +105,8 @@ BUILDERS: Dict[str, Callable[[], nn.Module]] = {
     'hire_s_compiled': _hire('small', True),
     'hire_s_reference': _reference,
     'resnet50': _mmpretrain(dict(type='ResNet', depth=50), 2048),
-    'swin_t': _mmpretrain(dict(type='SwinTransformer', arch='tiny', img_size=224), 768),
+    'swin_t': _mmpretrain(dict(type='SwinTransformer', arch='tiny', img_size=224,
+                                 pad_small_map=True), 768),
     'convnext_t': _mmpretrain(dict(type='ConvNeXt', arch='tiny', gap_before_final_norm=False),
                               768),
     'poolformer_s24': _mmpretrain(dict(type='PoolFormer', arch='s24'), 512),
@@ -249,21 +250,35 @@ def _backbone_step(model: nn.Module, x: torch.Tensor) -> Callable[[], None]:
     return step
 
 
+_CP_CHILD = """
+import json, sys, torch
+sys.path.insert(0, {tools!r})
+from benchmark import _backbone_step, peak_memory
+from mmhire.models import HireMLP
+torch.manual_seed(0)
+device = torch.device({device!r})
+x = torch.randn({batch}, 3, {h}, {w}, device=device)
+model = HireMLP({arch!r}, out_indices=(0, 1, 2, 3), with_cp={with_cp}).to(device).train()
+step = _backbone_step(model, x)
+step()
+print(json.dumps(peak_memory(step, device)))
+"""
+
+
 def checkpoint_memory(arch: str = 'small', shape=(800, 1216), batch: int = 2,
                       device: str = 'cpu') -> Dict[str, float]:
     """Peak training memory of the HireMLP backbone alone (all four outputs, forward and
-    backward) at a detection-sized input, without and with ``with_cp``."""
-    from mmhire.models import HireMLP
-    device = torch.device(device)
-    x = torch.randn(batch, 3, *shape, device=device)
+    backward) at a detection-sized input, without and with ``with_cp``. Each is measured in
+    a fresh process, so that neither inherits the other's cached memory."""
+    import subprocess
     peaks = {}
     for with_cp in (False, True):
-        torch.manual_seed(0)
-        model = HireMLP(arch, out_indices=(0, 1, 2, 3), with_cp=with_cp).to(device).train()
-        step = _backbone_step(model, x)
-        step()  # allocates the gradients outside the measurement
-        peaks[with_cp] = peak_memory(step, device)
-        del model, step
+        code = _CP_CHILD.format(tools=osp.dirname(osp.abspath(__file__)), device=device,
+                                batch=batch, h=shape[0], w=shape[1], arch=arch,
+                                with_cp=with_cp)
+        result = subprocess.run([sys.executable, '-c', code], capture_output=True, text=True,
+                                check=True)
+        peaks[with_cp] = float(result.stdout.strip().splitlines()[-1])
     return dict(arch=arch, shape=list(shape), batch=batch, peak_mib=peaks[False] / 2**20,
                 peak_mib_with_cp=peaks[True] / 2**20,
                 reduction=1 - peaks[True] / peaks[False])

@@ -174,10 +174,16 @@ class RegionMLP(BaseModule):
     def _gathers(self, length: int, device: torch.device) -> Tuple[torch.Tensor, torch.Tensor]:
         key = (length, device)
         if key not in self._indices:
-            self._indices[key] = (
-                fold_index(length, self.region_size, self.step).to(device),
-                unfold_index(length, self.region_size, self.step).to(device))
+            # cached across calls: never an inference-mode tensor, which autograd refuses
+            with torch.inference_mode(False):
+                self._indices[key] = self._build_gathers(length, device)
         return self._indices[key]
+
+    def _build_gathers(self, length: int,
+                       device: torch.device) -> Tuple[torch.Tensor, torch.Tensor]:
+        return (
+            fold_index(length, self.region_size, self.step).to(device),
+            unfold_index(length, self.region_size, self.step).to(device))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.axis == 'w':
