@@ -316,13 +316,45 @@ class HireBlock(BaseModule):
         self.mlp.add_module('fc2', PointwiseConv2d(hidden, channels, bias=True))
         self.drop_path = DropPath(drop_path_rate) if drop_path_rate > 0 else nn.Identity()
 
+    #: Positions per tile of the inference-time channel MLP: the hidden tile
+    #: (``mlp_ratio * C`` x this) stays in the CPU cache between the two matrix products.
+    MLP_TILE = 2048
+
     def _inner_forward(self, x: torch.Tensor) -> torch.Tensor:
-        if isinstance(self.drop_path, nn.Identity):
+        if isinstance(self.drop_path, nn.Identity) or not self.training:
             # the branch outputs are fresh tensors no backward needs: add in place
             x = self.token_mixer(self.norm1(x)).add_(x)
+            if self._tile_mlp(x):
+                return self._tiled_mlp_residual(self.norm2(x), x)
             return self.mlp(self.norm2(x)).add_(x)
         x = x + self.drop_path(self.token_mixer(self.norm1(x)))
         return x + self.drop_path(self.mlp(self.norm2(x)))
+
+    def _tile_mlp(self, x: torch.Tensor) -> bool:
+        """Tile the channel MLP in float32/64 CPU inference on large maps; tracing,
+        compiling, autocast and autograd take the plain path."""
+        return (not torch.is_grad_enabled() and x.device.type == 'cpu'
+                and x.shape[2] * x.shape[3] >= self.MLP_TILE
+                and not torch.is_autocast_enabled('cpu') and not torch.jit.is_tracing()
+                and not torch.compiler.is_compiling()
+                and isinstance(self.mlp.fc1, PointwiseConv2d))
+
+    def _tiled_mlp_residual(self, y: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+        """``x + mlp(y)`` computed tile by tile, so that the 4x wider hidden map is never
+        written to memory as a whole: on the first stage's maps this is the difference
+        between a memory-bound and a compute-bound MLP."""
+        B, C, H, W = x.shape
+        fc1, fc2 = self.mlp.fc1, self.mlp.fc2
+        w1, b1 = fc1.weight.reshape(fc1.out_channels, C), fc1.bias.reshape(-1, 1)
+        w2, b2 = fc2.weight.reshape(C, fc2.in_channels), fc2.bias.reshape(-1, 1)
+        ys, xs = y.reshape(B, C, H * W), x.reshape(B, C, H * W)
+        out = torch.empty_like(xs)
+        for b in range(B):
+            for start in range(0, H * W, self.MLP_TILE):
+                end = min(start + self.MLP_TILE, H * W)
+                hidden = self.mlp.act(torch.addmm(b1, w1, ys[b, :, start:end]))
+                out[b, :, start:end] = torch.addmm(xs[b, :, start:end], w2, hidden).add_(b2)
+        return out.reshape(B, C, H, W)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.with_cp and x.requires_grad:
