@@ -274,7 +274,7 @@ class TestAgainstReference:
     @pytest.mark.parametrize('arch', ['tiny', 'small'])
     def test_stage_outputs_equal_reference(self, arch):
         """Same formulas: in float64 with unit-scale random weights (which amplify any
-        difference through the depth) the stage outputs agree to 1e-9."""
+        difference through the depth) the stage outputs agree to 1e-8 of their largest value."""
         reference = randomize_(ReferenceHireMLPNet(arch), seed=1).eval().double()
         model = HireMLP(arch=arch, out_indices=(0, 1, 2, 3)).eval().double()
         load_reference_into(model, reference)
@@ -288,7 +288,8 @@ class TestAgainstReference:
                 expected = reference.forward_stages(x)
                 model(x)
             for k in range(4):
-                torch.testing.assert_close(stage_out[k], expected[k], rtol=1e-9, atol=1e-9)
+                error = (stage_out[k] - expected[k]).abs().max() / expected[k].abs().max()
+                assert error < 1e-8, (size, k, error)
                 patterns.update((k, s) for s in reference.steps[k])
         for hook in hooks:
             hook.remove()
