@@ -274,22 +274,25 @@ class TestAgainstReference:
     @pytest.mark.parametrize('arch', ['tiny', 'small'])
     def test_stage_outputs_equal_reference(self, arch):
         """Same formulas: in float64 with unit-scale random weights (which amplify any
-        difference through the depth) the stage outputs agree to 1e-8 of their largest value."""
+        difference through the depth) the stage outputs agree to 1e-6 of their largest value."""
         reference = randomize_(ReferenceHireMLPNet(arch), seed=1).eval().double()
         model = HireMLP(arch=arch, out_indices=(0, 1, 2, 3)).eval().double()
         load_reference_into(model, reference)
+        gen = torch.Generator().manual_seed(11)
         stage_out = {}
         hooks = [s.register_forward_hook(lambda m, i, o, k=k: stage_out.__setitem__(k, o))
                  for k, s in enumerate(model.stages)]
         patterns = set()
         for size in self.SIZES:
-            x = torch.randn(2, 3, *size, dtype=torch.float64)
+            x = torch.randn(2, 3, *size, dtype=torch.float64, generator=gen)
             with torch.no_grad():
                 expected = reference.forward_stages(x)
                 model(x)
             for k in range(4):
+                # stage 0 agrees to ~1e-15; the chaotic unit-scale weights grow rounding
+                # differences to ~1e-9 by stage 3, while a wrong rearrangement gives ~1
                 error = (stage_out[k] - expected[k]).abs().max() / expected[k].abs().max()
-                assert error < 1e-8, (size, k, error)
+                assert error < 1e-6, (size, k, error)
                 patterns.update((k, s) for s in reference.steps[k])
         for hook in hooks:
             hook.remove()
@@ -336,7 +339,8 @@ class TestAgainstReference:
         reference = randomize_(ReferenceHireMLPNet('tiny'), seed=2).train().double()
         model = HireMLP(arch='tiny', out_indices=(3, )).train().double()
         load_reference_into(model, reference)
-        x = torch.randn(3, 3, 72, 88, dtype=torch.float64)
+        x = torch.randn(3, 3, 72, 88, dtype=torch.float64,
+                        generator=torch.Generator().manual_seed(12))
         expected = reference.forward_stages(x)[-1]
         with torch.no_grad():
             model.norm3.weight.fill_(1.)
@@ -346,7 +350,7 @@ class TestAgainstReference:
         mean = expected.mean(dim=(0, 2, 3), keepdim=True)
         var = expected.var(dim=(0, 2, 3), unbiased=False, keepdim=True)
         torch.testing.assert_close(got, (expected - mean) / torch.sqrt(var + 1e-5),
-                                   rtol=1e-9, atol=1e-9)
+                                   rtol=1e-7, atol=1e-7)
 
     def test_wrap_pad_larger_than_feature_map(self):
         """Regions larger than the map: the pad wraps around more than once."""
@@ -357,7 +361,8 @@ class TestAgainstReference:
         model = HireMLP(arch=arch, out_indices=(0, 1, 2, 3)).eval().double()
         load_reference_into(model, reference)
         # stage 2 is 2x3 with regions of 5, stage 3 is 1x2
-        x = torch.randn(1, 3, 32, 45, dtype=torch.float64)
+        x = torch.randn(1, 3, 32, 45, dtype=torch.float64,
+                        generator=torch.Generator().manual_seed(13))
         with torch.no_grad():
             expected = reference.forward_stages(x)
             outs = model(x)
@@ -366,7 +371,7 @@ class TestAgainstReference:
         for k in range(4):
             norm = getattr(model, f'norm{k}')
             with torch.no_grad():
-                torch.testing.assert_close(outs[k], norm(expected[k]), rtol=1e-9, atol=1e-9)
+                torch.testing.assert_close(outs[k], norm(expected[k]), rtol=1e-7, atol=1e-7)
 
 
 def test_block_is_pre_norm_residual():
