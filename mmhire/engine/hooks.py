@@ -4,7 +4,7 @@ import logging
 import os
 import os.path as osp
 import random
-from typing import Any, Dict, Iterator, List, Optional, Tuple
+from typing import Any, Dict, Iterator, Optional
 
 import numpy as np
 import torch
@@ -21,6 +21,7 @@ from mmhire.utils.checkpoint import (
     CheckpointError,
     partial_name,
     publish,
+    shape_mismatches,
     write_text_atomic,
 )
 
@@ -123,20 +124,6 @@ class _RestoreAfter:
 
     def __getattr__(self, name):
         return getattr(self._iterator, name)
-
-
-def shape_mismatches(model: torch.nn.Module, state_dict: Dict[str, Any],
-                     limit: int = 5) -> Tuple[List[str], int]:
-    """Describes up to ``limit`` tensors of ``state_dict`` whose shapes differ from the
-    model's, and returns them with the total count."""
-    own = model.state_dict()
-    bad = []
-    for key, value in state_dict.items():
-        key = key[len('module.'):] if key.startswith('module.') else key
-        if key in own and hasattr(value, 'shape') and tuple(value.shape) != tuple(
-                own[key].shape):
-            bad.append(f'{key}: checkpoint {tuple(value.shape)}, model {tuple(own[key].shape)}')
-    return bad[:limit], len(bad)
 
 
 @HOOKS.register_module()

@@ -17,7 +17,7 @@ import os.path as osp
 import pickle
 import re
 from contextlib import contextmanager
-from typing import Any, Callable, Iterator, List, Optional, Tuple, Union
+from typing import Any, Callable, Dict, Iterator, List, Optional, Tuple, Union
 
 import numpy as np
 import torch
@@ -101,24 +101,39 @@ def safe_load(path: str, map_location: Any = 'cpu') -> Any:
             f'download/copy it again') from err
 
 
+# How a refused weights-only load shows in torch's message, and what it tried to do.
+_REFUSALS = (
+    (r'GLOBAL (\S+)', 'use {}'),
+    (r'refused (getattr\([^)]*\))', 'call {}'),
+    (r'create new object for .* but got (.*)', 'build {}'),
+    (r'WeightsUnpickler error:\s*(\S[^\n]*)',
+     'need pickle features weights-only loading does not allow ({})'),
+)
+
+
 def _unsafe_reason(err: Exception) -> Optional[str]:
     """What a refused weights-only load tried to do, or None if ``err`` is not a refusal."""
     if not isinstance(err, pickle.UnpicklingError):
         return None
-    text = str(err)
-    found = re.search(r'GLOBAL (\S+)', text)
-    if found:
-        return f'use {found.group(1)}'
-    found = re.search(r'refused getattr\([^)]*\)', text)
-    if found:
-        return f'call {found.group(0)[len("refused "):]}'
-    found = re.search(r'create new object for .* but got (.*)', text)
-    if found:
-        return f'build {found.group(1).strip()}'
-    found = re.search(r'WeightsUnpickler error:\s*(\S[^\n]*)', text)
-    if found:
-        return f'need pickle features weights-only loading does not allow ({found.group(1)})'
+    for pattern, reason in _REFUSALS:
+        found = re.search(pattern, str(err))
+        if found:
+            return reason.format(found.group(1).strip())
     return None
+
+
+def shape_mismatches(model: torch.nn.Module, state_dict: Dict[str, Any],
+                     limit: int = 5) -> Tuple[List[str], int]:
+    """Describes up to ``limit`` tensors of ``state_dict`` (a leading ``module.`` ignored)
+    whose shapes differ from the model's, and returns them with the total count."""
+    own = model.state_dict()
+    bad = []
+    for key, value in state_dict.items():
+        key = key[len('module.'):] if key.startswith('module.') else key
+        if key in own and hasattr(value, 'shape') and tuple(value.shape) != tuple(
+                own[key].shape):
+            bad.append(f'{key}: checkpoint {tuple(value.shape)}, model {tuple(own[key].shape)}')
+    return bad[:limit], len(bad)
 
 
 def _fsync_dir(directory: str) -> None:

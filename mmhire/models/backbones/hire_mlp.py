@@ -14,7 +14,7 @@ from mmengine.model import BaseModule, Sequential
 from mmengine.registry import MODELS
 from torch.nn.modules.batchnorm import _BatchNorm
 
-from mmhire.utils.checkpoint import CheckpointError
+from mmhire.utils.checkpoint import CheckpointError, shape_mismatches
 
 #: Smallest input side the backbone accepts: at 32 pixels the last stage is 1x1.
 MIN_INPUT_SIZE = 32
@@ -106,8 +106,7 @@ def _fold_into_conv(conv: nn.Conv2d, in_affine=None, out_affine=None,
         weight.size(0))
     if in_affine is not None:
         scale, shift = (t.repeat_interleave(repeat) for t in in_affine)
-        bias = bias + (weight.sum(dim=(2, 3)) * shift).sum(dim=1) if weight.shape[2:] == (
-            1, 1) else bias + torch.einsum('oikl,i->o', weight, shift)
+        bias = bias + torch.einsum('oikl,i->o', weight, shift)
         weight = weight * scale.reshape(1, -1, 1, 1)
     if out_affine is not None:
         scale, shift = out_affine
@@ -336,8 +335,7 @@ class HireBlock(BaseModule):
         return (not torch.is_grad_enabled() and x.device.type == 'cpu'
                 and x.shape[2] * x.shape[3] >= self.MLP_TILE
                 and not torch.is_autocast_enabled('cpu') and not torch.jit.is_tracing()
-                and not torch.compiler.is_compiling()
-                and isinstance(self.mlp.fc1, PointwiseConv2d))
+                and not torch.compiler.is_compiling())
 
     def _tiled_mlp_residual(self, y: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
         """``x + mlp(y)`` computed tile by tile, so that the 4x wider hidden map is never
@@ -626,13 +624,12 @@ class HireMLP(BaseModule):
                 f'Hire-MLP file must first be converted with '
                 f'tools/model_converters/hire_mlp_to_mmhire.py; a converted classifier needs '
                 f"prefix='backbone.'")
-        bad = [f'{k}: checkpoint {tuple(v.shape)}, model {tuple(own[k].shape)}'
-               for k, v in state_dict.items() if k in own and v.shape != own[k].shape]
-        if bad:
+        bad, count = shape_mismatches(self, state_dict)
+        if count:
             raise CheckpointError(
                 f'HireMLP: Pretrained checkpoint {path!r} does not fit arch '
                 f'{self.arch_settings["channels"]}/{self.arch_settings["depths"]}: '
-                f'{len(bad)} tensor(s) have other shapes, first {"; ".join(bad[:5])}. Use the '
+                f'{count} tensor(s) have other shapes, first {"; ".join(bad)}. Use the '
                 f'checkpoint converted for this arch')
         load_state_dict(self, state_dict, strict=False, logger='current')
 

@@ -44,6 +44,34 @@ def load_reference_into(backbone, reference):
     assert all(k.startswith('norm') for k in missing)
 
 
+def stage_errors(model, reference, x):
+    """Largest difference of each stage output of ``model`` from the reference's, relative
+    to the reference's largest value."""
+    outs = {}
+    hooks = [s.register_forward_hook(lambda m, i, o, k=k: outs.__setitem__(k, o))
+             for k, s in enumerate(model.stages)]
+    try:
+        with torch.no_grad():
+            expected = reference.forward_stages(x)
+            model(x)
+    finally:
+        for hook in hooks:
+            hook.remove()
+    return [float((outs[k] - e).abs().max() / e.abs().max()) for k, e in enumerate(expected)]
+
+
+def randomize_bn_(model, gen):
+    """BatchNorm statistics and affine parameters away from the 0/1 defaults."""
+    with torch.no_grad():
+        for module in model.modules():
+            if isinstance(module, nn.BatchNorm2d):
+                module.running_mean.uniform_(-0.1, 0.1, generator=gen)
+                module.running_var.uniform_(0.5, 1.5, generator=gen)
+                module.weight.uniform_(0.5, 1.5, generator=gen)
+                module.bias.uniform_(-0.1, 0.1, generator=gen)
+    return model
+
+
 class TestHireMLPArch:
 
     @pytest.mark.parametrize('arch', ARCH_NAMES)
@@ -279,23 +307,14 @@ class TestAgainstReference:
         model = HireMLP(arch=arch, out_indices=(0, 1, 2, 3)).eval().double()
         load_reference_into(model, reference)
         gen = torch.Generator().manual_seed(11)
-        stage_out = {}
-        hooks = [s.register_forward_hook(lambda m, i, o, k=k: stage_out.__setitem__(k, o))
-                 for k, s in enumerate(model.stages)]
         patterns = set()
         for size in self.SIZES:
             x = torch.randn(2, 3, *size, dtype=torch.float64, generator=gen)
-            with torch.no_grad():
-                expected = reference.forward_stages(x)
-                model(x)
-            for k in range(4):
+            for k, error in enumerate(stage_errors(model, reference, x)):
                 # stage 0 agrees to ~1e-15; the chaotic unit-scale weights grow rounding
                 # differences to ~1e-9 by stage 3, while a wrong rearrangement gives ~1
-                error = (stage_out[k] - expected[k]).abs().max() / expected[k].abs().max()
                 assert error < 1e-6, (size, k, error)
                 patterns.update((k, s) for s in reference.steps[k])
-        for hook in hooks:
-            hook.remove()
         # Every (stage, shift) pair of the architecture was exercised at every size.
         assert patterns == {(0, 0), (0, 2), (1, 0), (1, 2), (2, 0), (2, 1), (2, 2), (3, 0),
                             (3, 1)}
@@ -313,27 +332,13 @@ class TestAgainstReference:
                     module.weight.normal_(0, 0.02, generator=gen).clamp_(-0.04, 0.04)
                     if module.bias is not None:
                         module.bias.uniform_(-0.02, 0.02, generator=gen)
-                elif isinstance(module, nn.BatchNorm2d):
-                    module.running_mean.uniform_(-0.1, 0.1, generator=gen)
-                    module.running_var.uniform_(0.5, 1.5, generator=gen)
-                    module.weight.uniform_(0.5, 1.5, generator=gen)
-                    module.bias.uniform_(-0.1, 0.1, generator=gen)
-        reference.eval()
+        randomize_bn_(reference, gen).eval()
         model = HireMLP(arch=arch, out_indices=(0, 1, 2, 3)).eval()
         load_reference_into(model, reference)
-        stage_out = {}
-        hooks = [s.register_forward_hook(lambda m, i, o, k=k: stage_out.__setitem__(k, o))
-                 for k, s in enumerate(model.stages)]
         for size in [(224, 224), (193, 257)]:
             x = torch.randn(2, 3, *size, generator=gen)
-            with torch.no_grad():
-                expected = reference.forward_stages(x)
-                model(x)
-            for k in range(4):
-                error = (stage_out[k] - expected[k]).abs().max() / expected[k].abs().max()
+            for k, error in enumerate(stage_errors(model, reference, x)):
                 assert error < 1e-5, (size, k, error)
-        for hook in hooks:
-            hook.remove()
 
     def test_train_mode_equals_reference(self):
         reference = randomize_(ReferenceHireMLPNet('tiny'), seed=2).train().double()
@@ -419,16 +424,8 @@ def test_reference_rearrangement_matches_definition(dim, p, shape):
 def _trained_like(model, seed=0):
     """Weights at training scale and BN statistics away from the 0/1 defaults, so that
     folding the norms changes the convolutions' weights."""
-    gen = torch.Generator().manual_seed(seed)
     model.init_weights()
-    with torch.no_grad():
-        for module in model.modules():
-            if isinstance(module, nn.BatchNorm2d):
-                module.running_mean.uniform_(-0.1, 0.1, generator=gen)
-                module.running_var.uniform_(0.5, 1.5, generator=gen)
-                module.weight.uniform_(0.5, 1.5, generator=gen)
-                module.bias.uniform_(-0.1, 0.1, generator=gen)
-    return model.eval()
+    return randomize_bn_(model, torch.Generator().manual_seed(seed)).eval()
 
 
 class TestDeploy:
