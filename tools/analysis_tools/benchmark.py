@@ -193,19 +193,20 @@ def make_step(model: nn.Module, mode: str, x: torch.Tensor) -> Callable[[], None
     """One timed unit: a forward pass (inference) or forward, backward and AdamW step."""
     device = x.device
     bf16 = mode.endswith('bf16')
+    # The mode is set on every call: inference and training steps of one model share it.
     if mode.startswith('infer'):
-        model.eval()
 
         def step():
+            model.eval()
             with torch.inference_mode(), autocast(device, bf16):
                 model(x)
 
         return step
-    model.train()
     optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4)
     target = torch.randint(0, 1000, (x.size(0), ), device=device)
 
     def step():
+        model.train()
         optimizer.zero_grad(set_to_none=True)
         with autocast(device, bf16):
             loss = nn.functional.cross_entropy(model(x), target)
