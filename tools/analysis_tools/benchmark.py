@@ -57,25 +57,13 @@ class Classifier(nn.Module):
         return self.head(feat)
 
 
-class _Reference(nn.Module):
-
-    def __init__(self, arch: str) -> None:
-        super().__init__()
-        from mmhire.models.backbones.hire_mlp_reference import ReferenceHireMLPNet
-        self.net = ReferenceHireMLPNet(arch)
-
-    def forward(self, x):
-        return self.net(x)
-
-
-def _hire(arch: str, deploy: bool) -> Callable[[], nn.Module]:
+def _hire(arch: str) -> Callable[[], nn.Module]:
 
     def build():
         from mmhire.models import HireMLP
         backbone = HireMLP(arch)
         return Classifier(backbone, backbone.channels[-1])
 
-    build.deploy = deploy
     return build
 
 
@@ -87,22 +75,20 @@ def _mmpretrain(cfg: dict, channels: int) -> Callable[[], nn.Module]:
         backbone = MODELS.build(cfg)
         return Classifier(backbone, channels)
 
-    build.deploy = False
     return build
 
 
 def _reference() -> nn.Module:
-    return _Reference('small')
+    from mmhire.models.backbones.hire_mlp_reference import ReferenceHireMLPNet
+    return ReferenceHireMLPNet('small')  # already a whole classifier
 
-
-_reference.deploy = False
 
 BUILDERS: Dict[str, Callable[[], nn.Module]] = {
-    'hire_t': _hire('tiny', True),
-    'hire_s': _hire('small', True),
-    'hire_b': _hire('base', True),
-    'hire_s_plain': _hire('small', False),
-    'hire_s_compiled': _hire('small', True),
+    'hire_t': _hire('tiny'),
+    'hire_s': _hire('small'),
+    'hire_b': _hire('base'),
+    'hire_s_plain': _hire('small'),
+    'hire_s_compiled': _hire('small'),
     'hire_s_reference': _reference,
     'resnet50': _mmpretrain(dict(type='ResNet', depth=50), 2048),
     'swin_t': _mmpretrain(dict(type='SwinTransformer', arch='tiny', img_size=224,
@@ -111,6 +97,8 @@ BUILDERS: Dict[str, Callable[[], nn.Module]] = {
                               768),
     'poolformer_s24': _mmpretrain(dict(type='PoolFormer', arch='s24'), 512),
 }
+#: The models that run inference in HireMLP's deploy form (BatchNorm folded).
+DEPLOYED = frozenset({'hire_t', 'hire_s', 'hire_b', 'hire_s_compiled'})
 
 
 def build_model(name: str) -> nn.Module:
@@ -298,7 +286,7 @@ def inference_form(name: str, model: nn.Module) -> nn.Module:
     """The model as it runs inference: HireMLP folds its BatchNorms (deploy form); the
     compiled variant goes through torch.compile."""
     import copy
-    if not getattr(BUILDERS[name], 'deploy', False):
+    if name not in DEPLOYED:
         return model
     deployed = copy.deepcopy(model).eval()
     deployed.backbone.switch_to_deploy()
@@ -324,13 +312,12 @@ def run(args) -> List[Dict]:
     for name in args.models:
         torch.manual_seed(0)
         model = build_model(name).to(device)
+        forms = dict(infer=inference_form(name, model), train=training_form(name, model))
         for size in args.sizes:
             x = torch.randn(args.batch_size, 3, size, size, device=device)
             macs = macs_per_image(model, size)
             for mode in args.modes:
-                net = inference_form(name, model) if mode.startswith('infer') else \
-                    training_form(name, model)
-                steps.append(make_step(net, mode, x))
+                steps.append(make_step(forms[mode.split('_')[0]], mode, x))
                 rows.append(dict(model=name, mode=mode, size=size, batch=args.batch_size,
                                  gmacs=macs / 1e9, macs=macs))
     print(f'timing {len(steps)} measurements, {args.repeats} rounds', flush=True)
