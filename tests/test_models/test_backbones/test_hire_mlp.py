@@ -481,3 +481,27 @@ def test_tiled_inference_mlp_equals_the_plain_one():
     plain = block(x)  # autograd on: the plain path
     assert not torch.equal(tiled, x)
     torch.testing.assert_close(tiled, plain.detach(), rtol=1e-5, atol=1e-5)
+
+
+def test_chunked_inference_equals_the_whole_batch(monkeypatch):
+    """CPU inference runs a stage a few images at a time when the maps are large; the outputs
+    equal those of the whole batch, and training (batch statistics) takes the whole batch."""
+    model = _trained_like(HireMLP('tiny', out_indices=(0, 1, 2, 3)), seed=8)
+    x = torch.randn(5, 3, 96, 80, generator=torch.Generator().manual_seed(9))
+    with torch.no_grad():
+        whole = model(x)
+    # per image, stage 0 holds 64 x 24 x 20 = 30720 elements: chunks of 2, 2 and 1 images
+    monkeypatch.setattr(HireMLP, 'INFER_CHUNK_ELEMENTS', 2 * 30720)
+    sizes = []
+    hook = model.stages[0].register_forward_pre_hook(lambda m, args: sizes.append(len(args[0])))
+    with torch.no_grad():
+        chunked = model(x)
+    assert sizes == [2, 2, 1]
+    for got, expected in zip(chunked, whole):
+        torch.testing.assert_close(got, expected, rtol=1e-6, atol=1e-6)
+    sizes.clear()
+    model.train()(x)
+    with torch.no_grad():
+        model(x)  # train mode without autograd: BatchNorm still uses the batch statistics
+    assert sizes == [5, 5]
+    hook.remove()
