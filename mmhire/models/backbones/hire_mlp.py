@@ -55,6 +55,60 @@ def unfold_index(length: int, region_size: int, step: int) -> torch.Tensor:
                         dtype=torch.long)
 
 
+def _weight_grad(grad: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+    """``sum_b grad[b] @ x[b]^T`` for grad (B, O, N) and x (B, C, N).
+
+    One batched product writes B partial (O, C) results and sums them, which is the fast way
+    while the maps are large; when ``N < O*C / (O+C)`` those partials are bigger than the
+    inputs (the late stages: 4x faster at 7x7 maps on the CPU), so the products accumulate
+    into one (O, C) result instead.
+    """
+    B, O, N = grad.shape
+    C = x.size(1)
+    if N * (O + C) >= O * C:
+        return torch.bmm(grad, x.transpose(1, 2)).sum(0)
+    out = torch.mm(grad[0], x[0].t())
+    for b in range(1, B):
+        out.addmm_(grad[b], x[b].t())
+    return out
+
+
+class _PointwiseFunction(torch.autograd.Function):
+    """``weight @ x[b] + bias`` for every b, with the weight gradient of
+    :func:`_weight_grad`. Under autocast, the products run in the autocast dtype, as the
+    plain operators would, and the gradients come back in the inputs' dtypes."""
+
+    @staticmethod
+    def forward(ctx, x: torch.Tensor, weight: torch.Tensor,
+                bias: Optional[torch.Tensor]) -> torch.Tensor:
+        if torch.is_autocast_enabled(x.device.type):
+            dtype = torch.get_autocast_dtype(x.device.type)
+            x_, weight_ = x.to(dtype), weight.to(dtype)
+        else:
+            x_, weight_ = x, weight
+        ctx.save_for_backward(x_, weight_)
+        ctx.dtypes = (x.dtype, weight.dtype)
+        ctx.has_bias = bias is not None
+        with torch.autocast(x.device.type, enabled=False):
+            out = torch.bmm(weight_.expand(x.size(0), -1, -1), x_)
+            if bias is not None:
+                out.add_(bias.reshape(1, -1, 1).to(out.dtype))
+        return out
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor):
+        x, weight = ctx.saved_tensors
+        grad = grad.to(x.dtype)
+        grad_x = grad_weight = grad_bias = None
+        if ctx.needs_input_grad[0]:
+            grad_x = torch.bmm(weight.t().expand(x.size(0), -1, -1), grad).to(ctx.dtypes[0])
+        if ctx.needs_input_grad[1]:
+            grad_weight = _weight_grad(grad, x).to(ctx.dtypes[1])
+        if ctx.has_bias and ctx.needs_input_grad[2]:
+            grad_bias = grad.sum(dim=(0, 2)).to(ctx.dtypes[1])
+        return grad_x, grad_weight, grad_bias
+
+
 class PointwiseConv2d(nn.Conv2d):
     """A 1x1 convolution computed as one batched matrix product on the NCHW map.
 
@@ -70,6 +124,10 @@ class PointwiseConv2d(nn.Conv2d):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         B, C, H, W = x.shape
         weight = self.weight.reshape(self.out_channels, C)
+        if (torch.is_grad_enabled() and not torch.jit.is_tracing()
+                and not torch.compiler.is_compiling()):
+            out = _PointwiseFunction.apply(x.reshape(B, C, H * W), weight, self.bias)
+            return out.reshape(B, self.out_channels, H, W)
         # (B, O, C) @ (B, C, H*W) -> (B, O, H*W); the weight is expanded, not copied
         out = torch.bmm(weight.expand(B, -1, -1), x.reshape(B, C, H * W))
         if self.bias is not None:

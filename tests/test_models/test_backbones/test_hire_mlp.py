@@ -9,7 +9,7 @@ from reference_hire_mlp import ARCHS, ReferenceHireMLPNet, randomize_
 from torch.nn.modules.batchnorm import _BatchNorm
 
 from mmhire.models import HireMLP
-from mmhire.models.backbones.hire_mlp import MIN_INPUT_SIZE, HireBlock
+from mmhire.models.backbones.hire_mlp import MIN_INPUT_SIZE, HireBlock, PointwiseConv2d
 from mmhire.models.utils import convert_hire_mlp
 
 ARCH_NAMES = ['tiny', 'small', 'base', 'large']
@@ -505,3 +505,36 @@ def test_chunked_inference_equals_the_whole_batch(monkeypatch):
         model(x)  # train mode without autograd: BatchNorm still uses the batch statistics
     assert sizes == [5, 5]
     hook.remove()
+
+
+# (B, C, O, H, W): large maps take the batched weight gradient, small ones the accumulated one
+@pytest.mark.parametrize('shape', [(2, 5, 7, 3, 4), (3, 40, 30, 1, 2)])
+def test_pointwise_conv_gradients_equal_conv2d(shape):
+    B, C, O, H, W = shape
+    conv = PointwiseConv2d(C, O).double()
+    x = torch.randn(B, C, H, W, dtype=torch.float64, requires_grad=True)
+    out = conv(x)
+    expected = nn.functional.conv2d(x, conv.weight, conv.bias)
+    torch.testing.assert_close(out, expected)
+    grad = torch.randn_like(out)
+    params = [x, conv.weight, conv.bias]
+    for got, want in zip(torch.autograd.grad(out, params, grad),
+                         torch.autograd.grad(expected, params, grad)):
+        torch.testing.assert_close(got, want, rtol=1e-12, atol=1e-12)
+    assert torch.autograd.gradgradcheck(conv, (x, ))
+
+
+def test_pointwise_conv_under_autocast():
+    """bf16 autocast: bf16 products like conv2d's, gradients in the parameters' dtype."""
+    conv = PointwiseConv2d(64, 48)
+    x = torch.randn(4, 64, 9, 9, requires_grad=True)
+    with torch.autocast('cpu', dtype=torch.bfloat16):
+        out = conv(x)
+        expected = nn.functional.conv2d(x, conv.weight, conv.bias)
+    assert out.dtype == expected.dtype == torch.bfloat16
+    grad = torch.randn(out.shape, dtype=torch.bfloat16)
+    params = [x, conv.weight, conv.bias]
+    for got, want in zip(torch.autograd.grad(out, params, grad),
+                         torch.autograd.grad(expected, params, grad)):
+        assert got.dtype == want.dtype == torch.float32
+        assert (got - want).norm() <= 1e-2 * want.norm()
