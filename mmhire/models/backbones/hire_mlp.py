@@ -74,13 +74,16 @@ def _weight_grad(grad: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
 
 
 class _PointwiseFunction(torch.autograd.Function):
-    """``weight @ x[b] + bias`` for every b, with the weight gradient of
-    :func:`_weight_grad`. Under autocast, the products run in the autocast dtype, as the
-    plain operators would, and the gradients come back in the inputs' dtypes."""
+    """``weight @ x[b] + bias`` for every image b of a (B, C, H, W) map, with the weight
+    gradient of :func:`_weight_grad`. The output is a tensor of its own, not a view, so the
+    in-place residual add after it costs autograd no copy. Under autocast, the products run
+    in the autocast dtype, as the plain operators would, and the gradients come back in the
+    inputs' dtypes."""
 
     @staticmethod
     def forward(ctx, x: torch.Tensor, weight: torch.Tensor,
                 bias: Optional[torch.Tensor]) -> torch.Tensor:
+        B, C, H, W = x.shape
         if torch.is_autocast_enabled(x.device.type):
             dtype = torch.get_autocast_dtype(x.device.type)
             x_, weight_ = x.to(dtype), weight.to(dtype)
@@ -89,19 +92,23 @@ class _PointwiseFunction(torch.autograd.Function):
         ctx.save_for_backward(x_, weight_)
         ctx.dtypes = (x.dtype, weight.dtype)
         ctx.has_bias = bias is not None
-        with torch.autocast(x.device.type, enabled=False):
-            out = torch.bmm(weight_.expand(x.size(0), -1, -1), x_)
-            if bias is not None:
-                out.add_(bias.reshape(1, -1, 1).to(out.dtype))
+        out = x_.new_empty(B, weight.size(0), H, W)
+        flat = out.view(B, weight.size(0), H * W)
+        torch.bmm(weight_.expand(B, -1, -1), x_.reshape(B, C, H * W), out=flat)
+        if bias is not None:
+            flat.add_(bias.reshape(1, -1, 1).to(out.dtype))
         return out
 
     @staticmethod
     def backward(ctx, grad: torch.Tensor):
         x, weight = ctx.saved_tensors
-        grad = grad.to(x.dtype)
+        B, C, H, W = x.shape
+        grad = grad.to(x.dtype).reshape(B, -1, H * W)
+        x = x.reshape(B, C, H * W)
         grad_x = grad_weight = grad_bias = None
         if ctx.needs_input_grad[0]:
-            grad_x = torch.bmm(weight.t().expand(x.size(0), -1, -1), grad).to(ctx.dtypes[0])
+            grad_x = torch.bmm(weight.t().expand(B, -1, -1), grad).to(ctx.dtypes[0])
+            grad_x = grad_x.reshape(B, C, H, W)
         if ctx.needs_input_grad[1]:
             grad_weight = _weight_grad(grad, x).to(ctx.dtypes[1])
         if ctx.has_bias and ctx.needs_input_grad[2]:
@@ -126,8 +133,7 @@ class PointwiseConv2d(nn.Conv2d):
         weight = self.weight.reshape(self.out_channels, C)
         if (torch.is_grad_enabled() and not torch.jit.is_tracing()
                 and not torch.compiler.is_compiling()):
-            out = _PointwiseFunction.apply(x.reshape(B, C, H * W), weight, self.bias)
-            return out.reshape(B, self.out_channels, H, W)
+            return _PointwiseFunction.apply(x, weight, self.bias)
         # (B, O, C) @ (B, C, H*W) -> (B, O, H*W); the weight is expanded, not copied
         out = torch.bmm(weight.expand(B, -1, -1), x.reshape(B, C, H * W))
         if self.bias is not None:
