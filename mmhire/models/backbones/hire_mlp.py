@@ -277,6 +277,32 @@ class RegionMLP(BaseModule):
         self.norm = nn.Identity()
 
 
+class _SummedSpatialMeans(torch.autograd.Function):
+    """``sum_i maps[i].mean(dim=(2, 3), keepdim=True)`` for maps of one shape, without
+    materialising the sum. The gradient reaching each map is one value per (image, channel),
+    returned as a broadcast view instead of a full map."""
+
+    @staticmethod
+    def forward(ctx, *maps: torch.Tensor) -> torch.Tensor:
+        ctx.shape = maps[0].shape
+        pooled = maps[0].mean(dim=(2, 3), keepdim=True)
+        for x in maps[1:]:
+            pooled = pooled + x.mean(dim=(2, 3), keepdim=True)
+        return pooled
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor):
+        H, W = ctx.shape[2:]
+        grad = (grad / (H * W)).expand(ctx.shape)
+        return tuple(grad if needed else None for needed in ctx.needs_input_grad)
+
+
+def _summed_spatial_means(*maps: torch.Tensor) -> torch.Tensor:
+    if torch.jit.is_tracing() or torch.compiler.is_compiling():
+        return sum(x.mean(dim=(2, 3), keepdim=True) for x in maps)
+    return _SummedSpatialMeans.apply(*maps)
+
+
 class HireMixer(BaseModule):
     """The Hire module: height, width and channel branches blended by split attention.
 
@@ -318,8 +344,7 @@ class HireMixer(BaseModule):
         w = self.width_mlp(x)
         c = self.channel_fc(x)
         # mean(h + w + c) as three reductions, without materialising the sum
-        pooled = (h.mean(dim=(2, 3), keepdim=True) + w.mean(dim=(2, 3), keepdim=True) +
-                  c.mean(dim=(2, 3), keepdim=True))
+        pooled = _summed_spatial_means(h, w, c)
         # (B, C, 1, 1) -> (B, 3C, 1, 1) -> (B, C, 3); channel c*3 + k weighs branch k of c
         attn = self.reweight(pooled).reshape(B, C, 3).softmax(dim=2)
         # (B, C, 3) -> 3 x (B, C, 1, 1)

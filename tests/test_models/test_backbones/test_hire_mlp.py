@@ -9,7 +9,8 @@ from reference_hire_mlp import ARCHS, ReferenceHireMLPNet, randomize_
 from torch.nn.modules.batchnorm import _BatchNorm
 
 from mmhire.models import HireMLP
-from mmhire.models.backbones.hire_mlp import MIN_INPUT_SIZE, HireBlock, PointwiseConv2d
+from mmhire.models.backbones.hire_mlp import (MIN_INPUT_SIZE, HireBlock, PointwiseConv2d,
+                                             _SummedSpatialMeans)
 from mmhire.models.utils import convert_hire_mlp
 
 ARCH_NAMES = ['tiny', 'small', 'base', 'large']
@@ -538,3 +539,11 @@ def test_pointwise_conv_under_autocast():
                          torch.autograd.grad(expected, params, grad)):
         assert got.dtype == want.dtype == torch.float32
         assert (got - want).norm() <= 1e-2 * want.norm()
+
+
+def test_summed_spatial_means_gradients():
+    maps = [torch.randn(2, 3, 4, 5, dtype=torch.float64, requires_grad=True) for _ in range(3)]
+    pooled = _SummedSpatialMeans.apply(*maps)
+    torch.testing.assert_close(pooled, sum(x.mean(dim=(2, 3), keepdim=True) for x in maps))
+    assert torch.autograd.gradcheck(_SummedSpatialMeans.apply, maps)
+    assert torch.autograd.gradgradcheck(_SummedSpatialMeans.apply, maps)
