@@ -9,8 +9,12 @@ from reference_hire_mlp import ARCHS, ReferenceHireMLPNet, randomize_
 from torch.nn.modules.batchnorm import _BatchNorm
 
 from mmhire.models import HireMLP
-from mmhire.models.backbones.hire_mlp import (MIN_INPUT_SIZE, HireBlock, PointwiseConv2d,
-                                             _SummedSpatialMeans)
+from mmhire.models.backbones.hire_mlp import (
+    MIN_INPUT_SIZE,
+    HireBlock,
+    PointwiseConv2d,
+    _SummedSpatialMeans,
+)
 from mmhire.models.utils import convert_hire_mlp
 
 ARCH_NAMES = ['tiny', 'small', 'base', 'large']
@@ -508,11 +512,12 @@ def test_chunked_inference_equals_the_whole_batch(monkeypatch):
     hook.remove()
 
 
-# (B, C, O, H, W): large maps take the batched weight gradient, small ones the accumulated one
+# (B, C, out channels, H, W): large maps take the batched weight gradient, small ones the
+# accumulated one
 @pytest.mark.parametrize('shape', [(2, 5, 7, 3, 4), (3, 40, 30, 1, 2)])
 def test_pointwise_conv_gradients_equal_conv2d(shape):
-    B, C, O, H, W = shape
-    conv = PointwiseConv2d(C, O).double()
+    B, C, out_channels, H, W = shape
+    conv = PointwiseConv2d(C, out_channels).double()
     x = torch.randn(B, C, H, W, dtype=torch.float64, requires_grad=True)
     out = conv(x)
     expected = nn.functional.conv2d(x, conv.weight, conv.bias)
@@ -547,3 +552,4 @@ def test_summed_spatial_means_gradients():
     torch.testing.assert_close(pooled, sum(x.mean(dim=(2, 3), keepdim=True) for x in maps))
     assert torch.autograd.gradcheck(_SummedSpatialMeans.apply, maps)
     assert torch.autograd.gradgradcheck(_SummedSpatialMeans.apply, maps)
+
