@@ -8,9 +8,10 @@ on disk when the process dies).
 import os
 import signal
 
+from mmengine.evaluator import BaseMetric
 from mmengine.fileio import LocalBackend
 from mmengine.hooks import Hook
-from mmengine.registry import HOOKS
+from mmengine.registry import HOOKS, METRICS
 
 _POINT, _, _COUNT = os.environ.get('MMHIRE_TEST_KILL', ':').partition(':')
 _COUNT = int(_COUNT or 0)
@@ -35,6 +36,23 @@ class KillHook(Hook):
         self.vals += 1
         if _POINT == 'val' and self.vals == _COUNT:
             _die()
+
+
+@METRICS.register_module()
+class EvalCount(BaseMetric):
+    """``count/evals``: how many evaluations this process ran; every one is a new best."""
+    default_prefix = 'count'
+
+    def __init__(self, **kwargs):
+        super().__init__(**kwargs)
+        self.evals = 0
+
+    def process(self, data_batch, data_samples):
+        self.results.append(len(data_samples))
+
+    def compute_metrics(self, results):
+        self.evals += 1
+        return dict(evals=self.evals)
 
 
 if _POINT == 'save':

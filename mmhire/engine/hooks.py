@@ -34,8 +34,10 @@ class AtomicCheckpointHook(CheckpointHook):
     name only when complete; ``last_checkpoint`` is replaced the same way afterwards, and
     checkpoints beyond ``max_keep_ckpts`` are deleted only after that. So ``last_checkpoint``
     always names a complete file and the last good checkpoint is never removed before the
-    next one exists. Takes the same arguments as ``CheckpointHook``. Storage backends other
-    than the local file system are handled by ``CheckpointHook`` itself.
+    next one exists. The same holds for the ``save_best`` checkpoint: the new best file is
+    written and published before the previous one is removed. Takes the same arguments as
+    ``CheckpointHook``. Storage backends other than the local file system are handled by
+    ``CheckpointHook`` itself.
     """
 
     def before_train(self, runner) -> None:
@@ -75,6 +77,40 @@ class AtomicCheckpointHook(CheckpointHook):
             old = osp.join(self.out_dir, self.filename_tmpl.format(expired))
             if osp.isfile(old):
                 os.remove(old)
+
+
+    def _save_best_checkpoint(self, runner, metrics) -> None:
+        if not self.save_best or not isinstance(self.file_backend, LocalBackend):
+            return super()._save_best_checkpoint(runner, metrics)
+        # CheckpointHook removes the previous best file, then writes the new one: a kill in
+        # between would leave no best checkpoint. Its writes of best files go to partial
+        # files here and its removals wait until the new files are published.
+        written, stale = [], []
+        save, remove = runner.save_checkpoint, self.file_backend.remove
+
+        def save_best(out_dir, filename, *args, **kwargs):
+            if not osp.basename(filename).startswith('best_'):
+                return save(out_dir, filename, *args, **kwargs)  # the latest, re-saved
+            save(out_dir, osp.basename(partial_name(filename)), *args, **kwargs)
+            written.append(osp.join(out_dir, filename))
+
+        def remove_later(path):
+            if osp.basename(path).startswith('best_'):
+                stale.append(path)
+            else:
+                remove(path)
+
+        runner.save_checkpoint, self.file_backend.remove = save_best, remove_later
+        try:
+            super()._save_best_checkpoint(runner, metrics)
+        finally:
+            runner.save_checkpoint, self.file_backend.remove = save, remove
+        if is_main_process():
+            for path in written:
+                publish(partial_name(path), path)
+            for path in stale:
+                if path not in written and osp.isfile(path):
+                    os.remove(path)
 
 
 def _capture_rng() -> Dict[str, Any]:

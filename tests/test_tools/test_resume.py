@@ -54,6 +54,14 @@ default_hooks = dict(checkpoint=dict(by_epoch=False, interval=3),
                      logger=dict(log_metric_by_epoch=False))
 log_processor = dict(by_epoch=False)
 """
+# The epoch config keeping its best checkpoint by a metric that improves at every
+# evaluation (after epochs 2 and 4), so that the second evaluation replaces the best file.
+BEST_CONFIG = """
+_base_ = './small_epochs.py'
+val_evaluator = [dict(type='Accuracy', topk=(1, )), dict(type='EvalCount')]
+test_evaluator = val_evaluator
+default_hooks = dict(checkpoint=dict(save_best='count/evals', rule='greater'))
+"""
 FINAL = {'small_epochs.py': 'epoch_4.pth', 'small_iters.py': 'iter_12.pth'}
 
 
@@ -64,6 +72,7 @@ def workspace(tmp_path_factory):
                        num_val_per_class=2, size=48)
     (root / 'small_epochs.py').write_text(SMALL_CONFIG)
     (root / 'small_iters.py').write_text(ITER_CONFIG)
+    (root / 'small_best.py').write_text(BEST_CONFIG)
     return root
 
 
@@ -143,3 +152,21 @@ def test_resume_without_random_states_would_differ(workspace, uninterrupted, tmp
     final = weights(work_dir / 'epoch_4.pth')
     expected = uninterrupted['small_epochs.py']
     assert not all(torch.equal(final[k], expected[k]) for k in expected)
+
+
+def test_kill_while_replacing_the_best_checkpoint_keeps_the_previous_one(workspace, tmp_path):
+    """CheckpointHook deletes the previous best checkpoint before writing the new one; the
+    tools' AtomicCheckpointHook publishes the new one first."""
+    work_dir = tmp_path / 'killed'
+    # files written: epoch_1, epoch_2, best_count_evals_epoch_2, epoch_2 again (to record
+    # the best), epoch_3, epoch_4, and the 7th, best_count_evals_epoch_4, dies halfway
+    killed = train(workspace, 'small_best.py', work_dir, kill='save:7')
+    assert killed.returncode == -signal.SIGKILL, killed.stderr[-3000:]
+    best = sorted(p.name for p in work_dir.glob('best_*'))
+    assert best == ['best_count_evals_epoch_2.pth', 'best_count_evals_epoch_4.pth.partial']
+    assert 'state_dict' in safe_load(str(work_dir / best[0]))
+
+    work_dir = tmp_path / 'whole'
+    assert train(workspace, 'small_best.py', work_dir).returncode == 0
+    assert [p.name for p in work_dir.glob('best_*')] == ['best_count_evals_epoch_4.pth']
+    assert 'state_dict' in safe_load(str(work_dir / 'best_count_evals_epoch_4.pth'))
