@@ -265,7 +265,7 @@ class RegionMLP(BaseModule):
         x = x.index_select(2, fold).reshape(B, C * p, fold.numel() // p, M)
         x = self.fc2(self.act(self.norm(self.fc1(x))))
         # (B, C*p, Lp/p, M) = (B, C, p * Lp/p, M) -> (B, C, L, M)
-        x = x.reshape(B, C, -1, M).index_select(2, unfold)
+        x = x.reshape(B, C, fold.numel(), M).index_select(2, unfold)
         # a contiguous result: the blend that follows runs 2-3x slower on a transposed one
         return x.transpose(2, 3).contiguous() if self.axis == 'w' else x
 
@@ -781,7 +781,8 @@ class HireMLP(BaseModule):
         the memory-bound work on the early, large maps (1.7x on the first stage at 448x448).
         Training, autograd, tracing and compiling take the whole batch.
         """
-        chunk = max(1, self.INFER_CHUNK_ELEMENTS // max(x[0].numel(), 1))
+        per_image = x.numel() // max(x.size(0), 1)
+        chunk = max(1, self.INFER_CHUNK_ELEMENTS // max(per_image, 1))
         if (chunk >= x.size(0) or stage.training or torch.is_grad_enabled()
                 or x.device.type != 'cpu' or torch.jit.is_tracing()
                 or torch.compiler.is_compiling()):

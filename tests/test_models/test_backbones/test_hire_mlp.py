@@ -553,3 +553,11 @@ def test_summed_spatial_means_gradients():
     assert torch.autograd.gradcheck(_SummedSpatialMeans.apply, maps)
     assert torch.autograd.gradgradcheck(_SummedSpatialMeans.apply, maps)
 
+
+
+def test_empty_batch_gives_empty_outputs():
+    model = HireMLP('tiny', out_indices=(0, 1, 2, 3)).eval()
+    with torch.no_grad():
+        outs = model(torch.zeros(0, 3, 64, 64))
+    assert [tuple(out.shape) for out in outs] == [
+        (0, c, h, w) for c, (h, w) in zip(model.channels, expected_hw(64, 64))]
