@@ -78,7 +78,6 @@ class AtomicCheckpointHook(CheckpointHook):
             if osp.isfile(old):
                 os.remove(old)
 
-
     def _save_best_checkpoint(self, runner, metrics) -> None:
         if not self.save_best or not isinstance(self.file_backend, LocalBackend):
             return super()._save_best_checkpoint(runner, metrics)

@@ -8,9 +8,9 @@
 All models run in one process on the same random batch. Each measurement has warm-up runs
 and then ``--repeats`` timed runs of one batch, taken in turn with the other measurements;
 the table gives the median and the spread (min-max) across those. All inference
-measurements come first, before any training step has run. The same run also times a large matrix
-product, so that the models' achieved GFLOP/s can be read as a fraction of what this machine
-can do. It writes ``benchmark.md`` (table), ``benchmark.json`` (all numbers) and
+measurements come first, before any training step has run. The same run also times a large
+matrix product, so that the models' achieved GFLOP/s can be read as a fraction of what this
+machine can do. It writes ``benchmark.md`` (table), ``benchmark.json`` (all numbers) and
 ``benchmark.png`` (chart) to ``--out-dir``.
 
 Models: ``hire_{t,s,b}`` (mmhire's HireMLP, inference in deploy form, i.e. BatchNorm folded

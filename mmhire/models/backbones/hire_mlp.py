@@ -20,6 +20,12 @@ from mmhire.utils.checkpoint import CheckpointError, shape_mismatches
 MIN_INPUT_SIZE = 32
 
 
+def _traced() -> bool:
+    """Whether the forward pass is being traced (ONNX export) or compiled: those record the
+    plain operators, without the custom autograd functions and CPU-only shortcuts."""
+    return torch.jit.is_tracing() or torch.compiler.is_compiling()
+
+
 def _shift_pad_index(length: int, region_size: int, step: int) -> List[int]:
     """Source position of each position of the shifted, wrap-padded sequence.
 
@@ -131,8 +137,7 @@ class PointwiseConv2d(nn.Conv2d):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         B, C, H, W = x.shape
         weight = self.weight.reshape(self.out_channels, C)
-        if (torch.is_grad_enabled() and not torch.jit.is_tracing()
-                and not torch.compiler.is_compiling()):
+        if torch.is_grad_enabled() and not _traced():
             return _PointwiseFunction.apply(x, weight, self.bias)
         # (B, O, C) @ (B, C, H*W) -> (B, O, H*W); the weight is expanded, not copied
         out = torch.bmm(weight.expand(B, -1, -1), x.reshape(B, C, H * W))
@@ -256,11 +261,9 @@ class RegionMLP(BaseModule):
             x = x.transpose(2, 3).contiguous()
         B, C, L, M = x.shape
         p = self.region_size
-        if torch.jit.is_tracing() or torch.compiler.is_compiling():
-            fold = fold_index(L, p, self.step).to(x.device)
-            unfold = unfold_index(L, p, self.step).to(x.device)
-        else:
-            fold, unfold = self._gathers(L, x.device)
+        # traced: built afresh, so that the trace records them as constants
+        fold, unfold = (self._build_gathers(L, x.device) if _traced() else
+                        self._gathers(L, x.device))
         # (B, C, L, M) -> (B, C, p * Lp/p, M) = (B, C*p, Lp/p, M)
         x = x.index_select(2, fold).reshape(B, C * p, fold.numel() // p, M)
         x = self.fc2(self.act(self.norm(self.fc1(x))))
@@ -298,7 +301,7 @@ class _SummedSpatialMeans(torch.autograd.Function):
 
 
 def _summed_spatial_means(*maps: torch.Tensor) -> torch.Tensor:
-    if torch.jit.is_tracing() or torch.compiler.is_compiling():
+    if _traced():
         return sum(x.mean(dim=(2, 3), keepdim=True) for x in maps)
     return _SummedSpatialMeans.apply(*maps)
 
@@ -427,8 +430,7 @@ class HireBlock(BaseModule):
         compiling, autocast and autograd take the plain path."""
         return (not torch.is_grad_enabled() and x.device.type == 'cpu'
                 and x.shape[2] * x.shape[3] >= self.MLP_TILE
-                and not torch.is_autocast_enabled('cpu') and not torch.jit.is_tracing()
-                and not torch.compiler.is_compiling())
+                and not torch.is_autocast_enabled('cpu') and not _traced())
 
     def _tiled_mlp_residual(self, y: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
         """``x + mlp(y)`` computed tile by tile, so that the 4x wider hidden map is never
@@ -784,8 +786,7 @@ class HireMLP(BaseModule):
         per_image = x.numel() // max(x.size(0), 1)
         chunk = max(1, self.INFER_CHUNK_ELEMENTS // max(per_image, 1))
         if (chunk >= x.size(0) or stage.training or torch.is_grad_enabled()
-                or x.device.type != 'cpu' or torch.jit.is_tracing()
-                or torch.compiler.is_compiling()):
+                or x.device.type != 'cpu' or _traced()):
             return stage(x)
         return torch.cat([stage(part) for part in x.split(chunk)])
 
