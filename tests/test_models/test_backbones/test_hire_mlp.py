@@ -13,6 +13,7 @@ from mmhire.models.backbones.hire_mlp import (
     MIN_INPUT_SIZE,
     HireBlock,
     PointwiseConv2d,
+    RegionMLP,
     _SummedSpatialMeans,
 )
 from mmhire.models.utils import convert_hire_mlp
@@ -586,10 +587,83 @@ def test_summed_spatial_means_gradients():
     assert torch.autograd.gradgradcheck(_SummedSpatialMeans.apply, maps)
 
 
-
 def test_empty_batch_gives_empty_outputs():
     model = HireMLP('tiny', out_indices=(0, 1, 2, 3)).eval()
     with torch.no_grad():
         outs = model(torch.zeros(0, 3, 64, 64))
     assert [tuple(out.shape) for out in outs] == [
         (0, c, h, w) for c, (h, w) in zip(model.channels, expected_hw(64, 64))]
+
+
+def _channels_last_twin(x):
+    """The same values stored channels-last, as a separate leaf."""
+    return x.detach().contiguous(memory_format=torch.channels_last).requires_grad_()
+
+
+def _outputs_and_grads(module, x):
+    out = module(x)
+    grad = torch.randn(out.shape, dtype=out.dtype, generator=torch.Generator().manual_seed(3))
+    inputs = [x] + [p for p in module.parameters() if p.requires_grad]
+    return out, torch.autograd.grad(out, inputs, grad)
+
+
+def _assert_same_outputs_and_grads(module, x, rtol=1e-10):
+    """``module`` gives the same outputs and gradients for NCHW and channels-last copies of
+    ``x``, and keeps the channels-last layout."""
+    x = x.detach().requires_grad_()
+    x_last = _channels_last_twin(x)
+    expected, expected_grads = _outputs_and_grads(module, x)
+    got, got_grads = _outputs_and_grads(module, x_last)
+    assert got.is_contiguous(memory_format=torch.channels_last) and not got.is_contiguous()
+    torch.testing.assert_close(got, expected, rtol=rtol, atol=rtol)
+    for g, e in zip(got_grads, expected_grads):
+        torch.testing.assert_close(g, e, rtol=rtol, atol=rtol)
+
+
+def test_pointwise_conv_channels_last():
+    conv = PointwiseConv2d(5, 7).double()
+    _assert_same_outputs_and_grads(conv, torch.randn(3, 5, 4, 6, dtype=torch.float64))
+
+
+# (H, W, region size, step): regions that tile the map or not, shifts, a wrap-pad longer
+# than the map, and (width axis, no shift, W a multiple of p) the case without gathers
+@pytest.mark.parametrize('axis', ['h', 'w'])
+@pytest.mark.parametrize('height,width,region_size,step',
+                         [(8, 12, 4, 0), (7, 10, 3, 1), (5, 9, 2, 1), (9, 9, 3, 2), (3, 5, 4, 3)])
+def test_region_mlp_channels_last_equals_nchw(axis, height, width, region_size, step):
+    """Training runs the region MLPs channels-last: folding the region positions next to the
+    channels and reordering the weights gives the NCHW form's outputs and gradients."""
+    torch.manual_seed(0)
+    mlp = RegionMLP(6, region_size, step, axis).double().train()
+    x = torch.randn(2, 6, height, width, dtype=torch.float64)
+    _assert_same_outputs_and_grads(mlp, x)
+
+
+def test_deployed_region_mlp_channels_last_equals_nchw():
+    """After deploy folding, fc1 has a bias, and the norm is gone."""
+    torch.manual_seed(0)
+    mlp = RegionMLP(6, 3, 1, 'h').double()
+    randomize_bn_(mlp, torch.Generator().manual_seed(1)).eval()
+    mlp.switch_to_deploy()
+    _assert_same_outputs_and_grads(mlp, torch.randn(2, 6, 7, 5, dtype=torch.float64))
+
+
+def test_block_channels_last_equals_nchw():
+    torch.manual_seed(0)
+    block = HireBlock(8, region_size=3, step=1).double().train()
+    _assert_same_outputs_and_grads(block, torch.randn(2, 8, 7, 11, dtype=torch.float64))
+
+
+def test_training_runs_channels_last_and_returns_nchw():
+    """With autograd, the stages see channels-last maps and the outputs are plain NCHW
+    tensors; without it (inference), the stages see NCHW maps."""
+    model = HireMLP('tiny', out_indices=(0, 1, 2, 3))
+    layouts = []
+    hook = model.stages[1].register_forward_pre_hook(
+        lambda m, args: layouts.append(args[0].is_contiguous()))
+    outs = model(torch.randn(2, 3, 64, 64))
+    assert all(out.is_contiguous() for out in outs)
+    with torch.no_grad():
+        model.eval()(torch.randn(2, 3, 64, 64))
+    assert layouts == [False, True]
+    hook.remove()
