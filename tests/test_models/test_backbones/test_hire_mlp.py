@@ -364,8 +364,8 @@ class TestAgainstReference:
                                    rtol=1e-7, atol=1e-7)
 
     def test_train_mode_gradients_equal_reference(self):
-        """The backward passes of its own (1x1 products, pooled means) give the
-        formulation's gradients, for the input and every parameter, in training mode."""
+        """Training (channels-last stages, the pooled means' own backward) gives the
+        formulation's gradients, for the input and every parameter."""
         reference = randomize_(ReferenceHireMLPNet('tiny'), seed=3).train().double()
         model = HireMLP(arch='tiny', out_indices=(3, ), drop_path_rate=0.).train().double()
         load_reference_into(model, reference)
