@@ -249,16 +249,20 @@ class RegionMLP(BaseModule):
         self.norm = build_norm_layer(norm_cfg, hidden)[1]
         self.act = build_activation_layer(act_cfg)
         self.fc2 = PointwiseConv2d(hidden, channels * region_size, bias=True)
-        self._indices: Dict[Tuple[int, torch.device], Tuple[torch.Tensor, torch.Tensor]] = {}
-        self._source_positions: Dict[Tuple[int, torch.device], torch.Tensor] = {}
+        self._indices: Dict[Tuple[str, int, torch.device], object] = {}
+
+    def _cached(self, kind: str, length: int, device: torch.device, build):
+        """``build()``'s index tensors for this kind and length, kept across calls."""
+        key = (kind, length, device)
+        if key not in self._indices:
+            # never an inference-mode tensor, which autograd refuses
+            with torch.inference_mode(False):
+                self._indices[key] = build()
+        return self._indices[key]
 
     def _gathers(self, length: int, device: torch.device) -> Tuple[torch.Tensor, torch.Tensor]:
-        key = (length, device)
-        if key not in self._indices:
-            # cached across calls: never an inference-mode tensor, which autograd refuses
-            with torch.inference_mode(False):
-                self._indices[key] = self._build_gathers(length, device)
-        return self._indices[key]
+        return self._cached('nchw', length, device,
+                            lambda: self._build_gathers(length, device))
 
     def _build_gathers(self, length: int,
                        device: torch.device) -> Tuple[torch.Tensor, torch.Tensor]:
@@ -299,12 +303,8 @@ class RegionMLP(BaseModule):
         return fold.reshape(-1), unfold.reshape(-1)
 
     def _sources(self, length: int, device: torch.device) -> torch.Tensor:
-        key = (length, device)
-        if key not in self._source_positions:
-            with torch.inference_mode(False):
-                self._source_positions[key] = torch.tensor(
-                    _shift_pad_index(length, self.region_size, self.step), device=device)
-        return self._source_positions[key]
+        return self._cached('sources', length, device, lambda: torch.tensor(
+            _shift_pad_index(length, self.region_size, self.step), device=device))
 
     def _forward_tokens(self, x: torch.Tensor) -> torch.Tensor:
         """The channels-last form: every 1x1 convolution is one matrix product over the

@@ -595,11 +595,6 @@ def test_empty_batch_gives_empty_outputs():
         (0, c, h, w) for c, (h, w) in zip(model.channels, expected_hw(64, 64))]
 
 
-def _channels_last_twin(x):
-    """The same values stored channels-last, as a separate leaf."""
-    return x.detach().contiguous(memory_format=torch.channels_last).requires_grad_()
-
-
 def _outputs_and_grads(module, x):
     out = module(x)
     grad = torch.randn(out.shape, dtype=out.dtype, generator=torch.Generator().manual_seed(3))
@@ -611,7 +606,7 @@ def _assert_same_outputs_and_grads(module, x, rtol=1e-10):
     """``module`` gives the same outputs and gradients for NCHW and channels-last copies of
     ``x``, and keeps the channels-last layout."""
     x = x.detach().requires_grad_()
-    x_last = _channels_last_twin(x)
+    x_last = x.detach().contiguous(memory_format=torch.channels_last).requires_grad_()
     expected, expected_grads = _outputs_and_grads(module, x)
     got, got_grads = _outputs_and_grads(module, x_last)
     assert got.is_contiguous(memory_format=torch.channels_last) and not got.is_contiguous()
