@@ -11,6 +11,7 @@ outputs must equal PyTorch's within ``--tolerance`` (max abs difference relative
 largest value).
 """
 import argparse
+import inspect
 import os
 import sys
 
@@ -46,9 +47,12 @@ def build_backbone(arch: str, checkpoint=None) -> torch.nn.Module:
 def export(model: torch.nn.Module, x: torch.Tensor, path: str, opset: int) -> None:
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
     names = [f'out{i}' for i in range(len(model.out_indices))]
+    # The TorchScript exporter; torch >= 2.5 also has the dynamo one, chosen by `dynamo`.
+    legacy = ({'dynamo': False}
+              if 'dynamo' in inspect.signature(torch.onnx.export).parameters else {})
     torch.onnx.export(
         model, (x, ), path, opset_version=opset, input_names=['input'], output_names=names,
-        dynamic_axes={'input': {0: 'batch'}, **{n: {0: 'batch'} for n in names}}, dynamo=False)
+        dynamic_axes={'input': {0: 'batch'}, **{n: {0: 'batch'} for n in names}}, **legacy)
 
 
 def check(model: torch.nn.Module, path: str, x: torch.Tensor) -> float:

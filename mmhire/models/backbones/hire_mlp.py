@@ -3,6 +3,8 @@
 The building blocks come first, bottom-up; the registered :class:`HireMLP` backbone is last.
 """
 import copy
+import re
+import warnings
 from typing import Dict, List, Optional, Sequence, Tuple, Union
 
 import torch
@@ -16,6 +18,7 @@ from mmengine.registry import MODELS
 from torch.nn.modules.batchnorm import _BatchNorm
 
 from mmhire.utils.checkpoint import CheckpointError, shape_mismatches
+from mmhire.utils.compat import autocast_dtype, is_compiling
 
 #: Smallest input side the backbone accepts: at 32 pixels the last stage is 1x1.
 MIN_INPUT_SIZE = 32
@@ -24,7 +27,7 @@ MIN_INPUT_SIZE = 32
 def _traced() -> bool:
     """Whether the forward pass is being traced (ONNX export) or compiled: those record the
     plain operators, without the custom autograd functions and CPU-only shortcuts."""
-    return torch.jit.is_tracing() or torch.compiler.is_compiling()
+    return torch.jit.is_tracing() or is_compiling()
 
 
 def _tokens_last(x: torch.Tensor) -> bool:
@@ -97,8 +100,8 @@ class _PointwiseFunction(torch.autograd.Function):
     def forward(ctx, x: torch.Tensor, weight: torch.Tensor,
                 bias: Optional[torch.Tensor]) -> torch.Tensor:
         B, C, H, W = x.shape
-        if torch.is_autocast_enabled(x.device.type):
-            dtype = torch.get_autocast_dtype(x.device.type)
+        dtype = autocast_dtype(x.device.type)
+        if dtype is not None:
             x_, weight_ = x.to(dtype), weight.to(dtype)
         else:
             x_, weight_ = x, weight
@@ -513,7 +516,7 @@ class HireBlock(BaseModule):
         compiling, autocast and autograd take the plain path."""
         return (not torch.is_grad_enabled() and x.device.type == 'cpu'
                 and x.shape[2] * x.shape[3] >= self.MLP_TILE
-                and not torch.is_autocast_enabled('cpu') and not _traced())
+                and autocast_dtype('cpu') is None and not _traced())
 
     def _tiled_mlp_residual(self, y: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
         """``x + mlp(y)`` computed tile by tile, so that the 4x wider hidden map is never
@@ -585,6 +588,10 @@ class HireMLP(BaseModule):
         init_cfg (dict | list[dict], optional): Initialization config. Defaults to truncated
             normal (std 0.02) weights and zero biases for convolutions and linear layers, and
             weight 1, bias 0 for norm layers.
+        pretrained (str, optional): Deprecated; what mmseg's ``model.pretrained`` hands the
+            backbone. A checkpoint path becomes ``init_cfg=dict(type='Pretrained',
+            checkpoint=pretrained)`` with a warning; an OpenMMLab or torchvision ResNet left
+            over from a base config is refused. Defaults to None.
 
     Examples:
         >>> import torch
@@ -631,7 +638,10 @@ class HireMLP(BaseModule):
                      dict(type='TruncNormal', layer=['Conv2d', 'Linear'], std=.02, bias=0.),
                      dict(type='Constant', layer=['_BatchNorm', 'GroupNorm', 'LayerNorm'],
                           val=1., bias=0.),
-                 ]) -> None:
+                 ],
+                 pretrained: Optional[str] = None) -> None:
+        if pretrained is not None:
+            init_cfg = self._pretrained_init_cfg(pretrained)
         super().__init__(init_cfg=init_cfg)
         self.arch_settings = self._parse_arch(arch)
         depths = self.arch_settings['depths']
@@ -757,6 +767,25 @@ class HireMLP(BaseModule):
             raise ValueError(f'HireMLP: out_indices name a stage twice: {list(out_indices)}')
         return sorted(parsed)
 
+    @staticmethod
+    def _pretrained_init_cfg(pretrained: str) -> dict:
+        """The ``init_cfg`` that replaces the deprecated ``pretrained`` argument."""
+        if not isinstance(pretrained, str):
+            raise TypeError(f'HireMLP: pretrained must be a checkpoint path or None, got '
+                            f'{type(pretrained).__name__}')
+        if re.match(r'(open-mmlab|torchvision|mmcls|mmpretrain)://', pretrained):
+            raise ValueError(
+                f'HireMLP: model.pretrained={pretrained!r} is a weights file of another '
+                f'backbone, left over from the base config; set model.pretrained=None in your '
+                f'config (--cfg-options model.pretrained=None) and give HireMLP its weights '
+                f"with backbone.init_cfg=dict(type='Pretrained', checkpoint=<converted "
+                f"Hire-MLP file>, prefix='backbone.')")
+        warnings.warn(
+            'HireMLP: the pretrained argument is deprecated; use init_cfg=dict('
+            "type='Pretrained', checkpoint=..., prefix='backbone.') instead",
+            DeprecationWarning, stacklevel=3)
+        return dict(type='Pretrained', checkpoint=pretrained)
+
     def init_weights(self) -> None:
         """Initialises the weights; a ``Pretrained`` entry of ``init_cfg`` is loaded last and
         strictly checked: a checkpoint with tensors of other shapes, or with none of this
@@ -795,6 +824,12 @@ class HireMLP(BaseModule):
                     f'the backbone\'s name in that checkpoint, or None for a bare backbone')
             state_dict = with_prefix
         own = self.state_dict()
+        if not prefix and not own.keys() & state_dict.keys():
+            # A whole classifier given without a prefix (the deprecated `pretrained`
+            # argument): its backbone is the part that can fit.
+            backbone = {k[len('backbone.'):]: v for k, v in state_dict.items()
+                        if k.startswith('backbone.')}
+            state_dict = backbone or state_dict
         if not own.keys() & state_dict.keys():
             raise CheckpointError(
                 f'HireMLP: Pretrained checkpoint {path!r} (prefix={prefix!r}) holds none of '

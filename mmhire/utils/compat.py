@@ -1,0 +1,67 @@
+"""The torch versions mmhire supports, and the few torch APIs whose spelling changed inside
+that range, behind one name each.
+
+Supported: torch 2.1 (what mmcv 2.1.0's prebuilt wheels were built for) up to the newest
+release; CI runs the oldest and the newest tested versions below. Nothing here raises at
+import time: :func:`check_torch` is called where an old torch would otherwise fail deep
+inside (checkpoint loading) and by ``python -m mmhire.doctor``.
+"""
+import re
+from typing import Optional, Tuple
+
+import torch
+
+#: Oldest torch mmhire runs on.
+MIN_TORCH = (2, 1)
+#: The oldest and newest torch that CI runs the test suite on.
+TESTED_TORCH = ('2.1.2', '2.14.1')
+
+
+def version_tuple(version: str) -> Tuple[int, ...]:
+    """``'2.1.2+cu121'`` -> ``(2, 1, 2)``; a part that is not a number ends the tuple."""
+    parts = []
+    for part in version.split('+')[0].split('.'):
+        match = re.match(r'\d+', part)
+        if match is None:
+            break
+        parts.append(int(match.group()))
+        if match.group() != part:
+            break
+    return tuple(parts)
+
+
+TORCH_VERSION = version_tuple(torch.__version__)
+
+
+def check_torch() -> None:
+    """Raises if the installed torch is older than mmhire supports, naming both versions
+    and the fix."""
+    if TORCH_VERSION[:2] < MIN_TORCH:
+        raise RuntimeError(
+            f'mmhire needs torch >= {".".join(map(str, MIN_TORCH))}, but torch '
+            f'{torch.__version__} is installed; install a newer torch (and an mmcv built for '
+            f'it), e.g. torch 2.1.2 with the prebuilt mmcv 2.1.0 wheels')
+
+
+def is_compiling() -> bool:
+    """Whether the code runs under ``torch.compile`` (``torch.compiler.is_compiling`` is
+    torch 2.3+; torch 2.1 and 2.2 have it under ``torch._dynamo``)."""
+    compiler = getattr(torch, 'compiler', None)
+    if compiler is not None and hasattr(compiler, 'is_compiling'):
+        return compiler.is_compiling()
+    from torch import _dynamo
+    return _dynamo.is_compiling()
+
+
+def autocast_dtype(device_type: str) -> Optional[torch.dtype]:
+    """The dtype autocast runs ``device_type`` operators in, or None where autocast is off
+    (``torch.is_autocast_enabled(device)`` and ``torch.get_autocast_dtype`` are torch 2.4+)."""
+    if hasattr(torch, 'get_autocast_dtype'):
+        if not torch.is_autocast_enabled(device_type):
+            return None
+        return torch.get_autocast_dtype(device_type)
+    if device_type == 'cpu':
+        return torch.get_autocast_cpu_dtype() if torch.is_autocast_cpu_enabled() else None
+    if device_type == 'cuda':
+        return torch.get_autocast_gpu_dtype() if torch.is_autocast_enabled() else None
+    return None
