@@ -1,10 +1,13 @@
 """Safe, crash-proof checkpoint files.
 
-Every checkpoint mmhire reads goes through :func:`safe_load`: ``torch.load`` with
-``weights_only=True``, which builds tensors and plain containers and refuses any other
-object, so a crafted file cannot run code while it is unpickled. mmengine's own training
-checkpoints hold a few more types (its message hub's ``HistoryBuffer`` objects and the numpy
-arrays inside them); exactly those are allow-listed, nothing else. Importing mmhire makes
+Every checkpoint mmhire reads goes through :func:`safe_load`, which builds tensors and plain
+containers and refuses any other object, so a crafted file cannot run code while it is
+unpickled. mmengine's own training checkpoints hold a few more types (its message hub's
+``HistoryBuffer`` objects and the numpy arrays inside them); exactly those are allow-listed,
+nothing else. On torch >= 2.6 this is ``torch.load(weights_only=True)`` with torch's own
+allow-list API. Older torch cannot allow-list such types (no ``safe_globals``, and its
+weights-only unpickler builds no objects), so there ``torch.load`` is given an unpickler that
+resolves only torch's own weights-only globals and the same allow-list. Importing mmhire makes
 mmengine's loader for local files (used by ``--resume``, ``load_from`` and ``Pretrained``
 init) this one.
 
@@ -12,18 +15,27 @@ Every checkpoint mmhire writes goes to a file beside its target first and is ren
 place once complete, so a killed process never leaves a half-written file under a
 checkpoint's name.
 """
+import io
 import os
 import os.path as osp
 import pickle
 import re
+import struct
+import types
+import zipfile
 from contextlib import contextmanager
-from typing import Any, Callable, Dict, Iterator, List, Optional, Tuple, Union
+from typing import Any, Callable, Dict, Iterator, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 import torch
 
+from .compat import TORCH_VERSION, check_torch
+
 PARTIAL_SUFFIX = '.partial'
 _BUILTIN_STATISTICS = frozenset({'min', 'max', 'current', 'mean'})
+
+
+Allowed = Union[Callable, Tuple[Callable, str]]
 
 
 class CheckpointError(RuntimeError):
@@ -45,11 +57,11 @@ def _history_buffer_statistic(owner: Any, name: str) -> Any:
         f'only HistoryBuffer statistics may be looked up while loading a checkpoint')
 
 
-def _numpy_globals() -> List[Union[Callable, Tuple[Callable, str]]]:
+def _numpy_globals() -> List[Allowed]:
     """numpy's array and scalar reconstructors, under the module names numpy 1 and 2
     pickle them with."""
     multiarray = np.core.multiarray if hasattr(np, 'core') else np._core.multiarray
-    found: List[Union[Callable, Tuple[Callable, str]]] = [np.ndarray, np.dtype]
+    found: List[Allowed] = [np.ndarray, np.dtype]
     for module in ('numpy.core.multiarray', 'numpy._core.multiarray'):
         found.append((multiarray._reconstruct, f'{module}._reconstruct'))
         found.append((multiarray.scalar, f'{module}.scalar'))
@@ -57,7 +69,7 @@ def _numpy_globals() -> List[Union[Callable, Tuple[Callable, str]]]:
     return found
 
 
-def allowed_globals() -> List[Union[Callable, Tuple[Callable, str]]]:
+def allowed_globals() -> List[Allowed]:
     """The non-tensor types an mmengine training checkpoint holds: the message hub's
     ``HistoryBuffer``, numpy arrays, dtypes and scalars, and ``getattr`` restricted to
     ``HistoryBuffer``'s statistics methods."""
@@ -66,34 +78,107 @@ def allowed_globals() -> List[Union[Callable, Tuple[Callable, str]]]:
             (_history_buffer_statistic, '__builtin__.getattr')] + _numpy_globals()
 
 
+#: torch.load(weights_only=True) takes (object, name) allow-list entries from torch 2.6 on.
+NATIVE_ALLOW_LIST = TORCH_VERSION[:2] >= (2, 6)
+
+# Failures that mean the bytes are not a readable checkpoint. Anything else (an
+# AttributeError, an ImportError, ...) is a problem of the environment and is not blamed on
+# the file.
+_UNREADABLE = (RuntimeError, EOFError, pickle.UnpicklingError, ValueError, KeyError,
+               IndexError, struct.error, UnicodeDecodeError, zipfile.BadZipFile)
+
+
+def _named(entries: Sequence[Allowed]) -> Dict[str, Callable]:
+    """``{'module.name': object}`` for allow-list entries."""
+    named = {}
+    for entry in entries:
+        obj, name = entry if isinstance(entry, tuple) else (
+            entry, f'{entry.__module__}.{entry.__qualname__}')
+        named[name] = obj
+    return named
+
+
 @contextmanager
-def _allow_listed() -> Iterator[None]:
-    with torch.serialization.safe_globals(allowed_globals()):
+def _allow_listed(entries: Sequence[Allowed]) -> Iterator[None]:
+    with torch.serialization.safe_globals(list(entries)):
         yield
 
 
-def safe_load(path: str, map_location: Any = 'cpu') -> Any:
-    """Loads a checkpoint file with ``weights_only=True`` and the allow-list above.
+def _restricted_pickle_module(entries: Sequence[Allowed]) -> types.ModuleType:
+    """A pickle module for ``torch.load(pickle_module=...)`` whose unpickler resolves only
+    the globals torch's weights-only loader allows and ``entries``; every other global is
+    refused with the message torch's weights-only loader gives."""
+    from torch import _weights_only_unpickler
+    allowed = dict(_weights_only_unpickler._get_allowed_globals())
+    allowed.update(_named(entries))
+
+    class RestrictedUnpickler(pickle.Unpickler):
+
+        def find_class(self, module: str, name: str) -> Any:
+            found = allowed.get(f'{module}.{name}')
+            if found is None:
+                raise pickle.UnpicklingError(
+                    f'Weights only load failed. Unsupported global: GLOBAL {module}.{name} '
+                    f'was not an allowed global by default.')
+            return found
+
+    module = types.ModuleType('mmhire_restricted_pickle')
+    module.Unpickler = RestrictedUnpickler
+    module.load = lambda file, **kwargs: RestrictedUnpickler(file, **kwargs).load()
+    module.loads = lambda data, **kwargs: RestrictedUnpickler(io.BytesIO(data), **kwargs).load()
+    return module
+
+
+def _torch_load(path: str, map_location: Any, entries: Sequence[Allowed],
+                native: bool) -> Any:
+    if native:
+        with _allow_listed(entries):
+            return torch.load(path, map_location=map_location, weights_only=True)
+    # The restricted pickle module is what keeps this load safe; torch accepts a custom
+    # pickle module only with its own weights-only unpickler turned off.
+    return torch.load(path, map_location=map_location, weights_only=False,
+                      pickle_module=_restricted_pickle_module(entries))
+
+
+def safe_load(path: str, map_location: Any = 'cpu', allowed: Optional[Sequence[Allowed]] = None,
+              native: Optional[bool] = None) -> Any:
+    """Loads a checkpoint file, allowing tensors, plain containers and the ``allowed``
+    types, and nothing else.
+
+    Args:
+        path (str): The checkpoint file.
+        map_location: As for :func:`torch.load`. Defaults to ``'cpu'``.
+        allowed (Sequence, optional): The classes and functions the file may use beyond
+            tensors and plain containers, or ``(object, 'module.name')`` pairs. Defaults to
+            what mmengine training checkpoints hold (:func:`allowed_globals`).
+        native (bool, optional): Load with ``torch.load(weights_only=True)`` and torch's
+            allow-list (True) or with the restricted unpickler (False). Defaults to the
+            first where torch has it (:data:`NATIVE_ALLOW_LIST`).
 
     Raises:
         FileNotFoundError: If ``path`` is not a file.
         CheckpointError: If the file is truncated or corrupt, or would run code (or build an
             object that is not allow-listed) when unpickled; the message says which.
+        RuntimeError: If the installed torch is older than mmhire supports.
     """
+    check_torch()
     path = osp.expanduser(path)
     if not osp.isfile(path):
         raise FileNotFoundError(f'checkpoint {path!r} does not exist')
+    native = NATIVE_ALLOW_LIST if native is None else native
+    what = ('the types of mmengine training checkpoints' if allowed is None else
+            ', '.join(_named(allowed)) or 'nothing else')
     try:
-        with _allow_listed():
-            return torch.load(path, map_location=map_location, weights_only=True)
-    except Exception as err:  # torch raises many types for unreadable files
+        allowed = allowed_globals() if allowed is None else list(allowed)
+        return _torch_load(path, map_location, allowed, native)
+    except _UNREADABLE as err:
         unsafe = _unsafe_reason(err)
         if unsafe is not None:
             raise CheckpointError(
                 f'refused to load checkpoint {path!r}: unpickling it would {unsafe}, and only '
-                f'tensors, plain containers and the types of mmengine training checkpoints are '
-                f'allowed (weights_only=True). If you trust the file, turn it into a plain '
-                f'state dict in a separate, trusted process') from err
+                f'tensors, plain containers and {what} are allowed (weights-only loading). If '
+                f'you trust the file, turn it into a plain state dict in a separate, trusted '
+                f'process') from err
         detail = str(err).strip().splitlines()[0].split('. ')[0] if str(err).strip() else ''
         raise CheckpointError(
             f'checkpoint {path!r} ({osp.getsize(path)} bytes) is truncated or corrupt and '
