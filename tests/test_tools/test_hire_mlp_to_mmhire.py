@@ -1,4 +1,5 @@
 """The converter end to end: released layout -> tool -> mmpretrain classifier from the config."""
+import argparse
 import copy
 import os
 
@@ -11,6 +12,35 @@ from mmhire.models import HireMLP
 from mmhire.utils.config import build_model, load_config
 
 converter = load_tool('model_converters/hire_mlp_to_mmhire.py')
+
+pytestmark = pytest.mark.floor
+
+
+def deit_style_checkpoint(model, ema_state):
+    """What the release's DeiT-style train.py saves: the weights, the EMA weights, the
+    optimizer, the timm cosine scheduler's and the loss scaler's state dicts, the epoch and
+    the command line as an argparse.Namespace."""
+    trained = copy.deepcopy(model).train()  # gives the optimizer a state; `model` is saved
+    optimizer = torch.optim.AdamW(trained.parameters(), lr=5e-4, weight_decay=0.05)
+    trained(torch.rand(2, 3, 64, 64)).sum().backward()
+    optimizer.step()
+    args = argparse.Namespace(
+        model='hire_mlp_tiny', batch_size=256, epochs=300, lr=5e-4, min_lr=1e-5,
+        warmup_lr=1e-6, warmup_epochs=20, cooldown_epochs=10, opt='adamw', opt_eps=1e-8,
+        weight_decay=0.05, sched='cosine', drop_path=0.0, mixup=0.8, cutmix=1.0,
+        cutmix_minmax=None, smoothing=0.1, aa='rand-m9-mstd0.5-inc1', reprob=0.25,
+        model_ema=True, model_ema_decay=0.99996, data_path='/data/imagenet', device='cuda',
+        seed=0, dist_url='env://', input_size=224, repeated_aug=True)
+    lr_scheduler = dict(t_initial=300, lr_min=1e-5, cycle_mul=1.0, warmup_t=20,
+                        warmup_lr_init=1e-6, warmup_prefix=False, t_in_epochs=True,
+                        noise_range_t=None, noise_pct=0.67, noise_seed=42,
+                        base_values=[5e-4, 5e-4], warmup_steps=[2.5e-5, 2.5e-5],
+                        param_group_field='lr', metric=None)
+    scaler = dict(scale=65536.0, growth_factor=2.0, backoff_factor=0.5, growth_interval=2000,
+                  _growth_tracker=0)
+    return dict(model=model.state_dict(), model_ema=ema_state,
+                optimizer=optimizer.state_dict(), lr_scheduler=lr_scheduler, epoch=299,
+                scaler=scaler, args=args)
 
 
 def stage_outputs(backbone):
@@ -27,7 +57,7 @@ def converted(tmp_path_factory):
     reference = randomize_(ReferenceHireMLPNet('tiny'), seed=7).eval()
     ema = randomize_(ReferenceHireMLPNet('tiny'), seed=8).state_dict()
     src = tmp / 'hire_mlp_tiny.pth'
-    torch.save(dict(model=reference.state_dict(), model_ema=ema, epoch=299), src)
+    torch.save(deit_style_checkpoint(reference, ema), src)
     dst = tmp / 'checkpoints' / 'hire_t_in1k.pth'
     assert converter.main([str(src), str(dst)]) == 0
     return reference, src, dst
@@ -81,9 +111,50 @@ def test_use_ema(converted, tmp_path):
     _, src, _ = converted
     dst = tmp_path / 'ema.pth'
     assert converter.main([str(src), str(dst), '--use-ema']) == 0
-    ema = torch.load(src, weights_only=True)['model_ema']
+    ema = torch.load(src, weights_only=False)['model_ema']
     got = torch.load(dst, weights_only=True)['state_dict']
     assert torch.equal(got['head.fc.weight'], ema['head.weight'])
+
+
+def test_release_file_is_what_the_release_saves(converted):
+    """The test file holds every entry of the release's checkpoints, the Namespace too, and
+    plain weights-only loading (without the converter's one extra type) refuses it."""
+    _, src, _ = converted
+    saved = torch.load(src, weights_only=False)
+    assert sorted(saved) == ['args', 'epoch', 'lr_scheduler', 'model', 'model_ema',
+                             'optimizer', 'scaler']
+    assert isinstance(saved['args'], argparse.Namespace)
+    assert saved['optimizer']['state']  # AdamW took a step: exp_avg and exp_avg_sq
+    with pytest.raises(Exception, match='Namespace'):
+        torch.load(src, weights_only=True)
+
+
+@pytest.mark.parametrize('layout', ['bare', 'module_prefixed'])
+def test_bare_and_ddp_state_dicts(converted, tmp_path, layout):
+    reference, _, dst = converted
+    state = reference.state_dict()
+    if layout == 'module_prefixed':
+        state = {f'module.{k}': v for k, v in state.items()}
+    src = tmp_path / f'{layout}.pth'
+    torch.save(state, src)
+    out = tmp_path / 'out.pth'
+    assert converter.main([str(src), str(out)]) == 0
+    got = torch.load(out, weights_only=True)['state_dict']
+    expected = torch.load(dst, weights_only=True)['state_dict']
+    assert list(got) == list(expected)
+    assert all(torch.equal(got[k], expected[k]) for k in expected)
+
+
+def test_use_ema_without_ema_weights_says_so(converted, tmp_path, capsys):
+    reference, _, _ = converted
+    src = tmp_path / 'no_ema.pth'
+    torch.save(dict(model=reference.state_dict(), model_ema=None, epoch=3), src)
+    dst = tmp_path / 'out.pth'
+    assert converter.main([str(src), str(dst), '--use-ema']) == 1
+    err = capsys.readouterr().err
+    assert 'model_ema is empty' in err and 'drop --use-ema' in err
+    assert not dst.exists()
+    assert converter.main([str(src), str(dst)]) == 0  # the model weights convert
 
 
 def test_bad_source_reports_and_writes_nothing(tmp_path, capsys):

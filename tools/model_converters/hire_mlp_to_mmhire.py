@@ -6,6 +6,12 @@
 The result loads with ``configs/hire_t_in1k.py`` (``load_from`` or ``tools/test.py``) and, as a
 backbone initialisation, with ``init_cfg=dict(type='Pretrained', checkpoint=DST,
 prefix='backbone.')`` in detection and segmentation configs.
+
+The source may be a bare state dict (keys maybe prefixed with ``module.``) or the file the
+release's DeiT-style training script saves: ``model``, ``model_ema``, ``optimizer``,
+``lr_scheduler``, ``epoch``, ``scaler`` and ``args``. It is loaded weights-only, with
+``argparse.Namespace`` (the ``args`` entry) the one type allowed beyond tensors and plain
+containers.
 """
 import argparse
 import sys
@@ -26,7 +32,7 @@ def parse_args(argv=None):
 def main(argv=None) -> int:
     args = parse_args(argv)
     try:
-        checkpoint = safe_load(args.src)
+        checkpoint = safe_load(args.src, allowed=[argparse.Namespace])
         state_dict = convert_hire_mlp(extract_state_dict(checkpoint, args.use_ema))
     except (OSError, RuntimeError, KeyError, TypeError) as err:
         print(f'error: {err}', file=sys.stderr)

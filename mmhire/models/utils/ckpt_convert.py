@@ -101,12 +101,14 @@ def extract_state_dict(checkpoint: Mapping, use_ema: bool = False) -> Dict[str, 
     if not isinstance(checkpoint, Mapping):
         raise TypeError(f'expected a checkpoint dict, got {type(checkpoint).__name__}')
     wanted = 'model_ema' if use_ema else 'model'
-    if wanted in checkpoint:
+    if checkpoint.get(wanted) is not None:
         state_dict = checkpoint[wanted]
     elif use_ema:
-        raise KeyError(f'the checkpoint has no model_ema weights; its keys are '
-                       f'{sorted(checkpoint)[:10]}; drop --use-ema')
-    elif 'model_ema' in checkpoint:
+        held = ('its model_ema is empty (the run trained without EMA)'
+                if 'model_ema' in checkpoint else
+                f'its keys are {sorted(checkpoint)[:10]}')
+        raise KeyError(f'the checkpoint has no model_ema weights: {held}; drop --use-ema')
+    elif checkpoint.get('model_ema') is not None:
         state_dict = checkpoint['model_ema']
     elif 'state_dict' in checkpoint:
         state_dict = checkpoint['state_dict']
