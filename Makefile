@@ -1,26 +1,36 @@
 # mmhire's two entry points. Both set up the environment first (a no-op when it is current).
 VENV ?= .venv
 PY := $(VENV)/bin/python
+# The oldest supported stack (torch 2.1, numpy 1.26), in a venv of its own.
+FLOOR_VENV ?= .venv-floor
+FLOOR_PY := $(FLOOR_VENV)/bin/python
 
-.PHONY: setup test lint demo doctor clean-venv
+.PHONY: setup setup-floor test test-floor lint demo doctor clean-venv
 # TASK=det (Mask R-CNN, the main job), seg (UperNet) or cls (classifier)
 TASK ?= det
 
 setup:
-	bash tools/setup_env.sh
+	MMHIRE_VENV=$(VENV) bash tools/setup_env.sh default
+
+setup-floor:
+	MMHIRE_VENV=$(FLOOR_VENV) bash tools/setup_env.sh floor
 
 test: setup
-	$(PY) -m ruff check mmhire tools tests configs
+	$(PY) -m ruff check mmhire tools tests configs examples
 	$(PY) -m pytest tests $(PYTEST_ARGS)
 
+# The tests marked `floor` on the oldest supported stack.
+test-floor: setup-floor
+	$(FLOOR_PY) -m pytest tests -m floor $(PYTEST_ARGS)
+
 lint: setup
-	$(PY) -m ruff check mmhire tools tests configs
+	$(PY) -m ruff check mmhire tools tests configs examples
 
 demo: setup
 	$(PY) tools/run_demo.py --task $(TASK)
 
 clean-venv:
-	rm -rf $(VENV)
+	rm -rf $(VENV) $(FLOOR_VENV)
 
 doctor: setup
 	$(PY) -m mmhire.doctor

@@ -73,14 +73,44 @@ def accepted_ranges(library: str) -> dict:
     return ranges
 
 
+def torch_version_finding(version: str, detail: str = '') -> Finding:
+    """Whether torch ``version`` is inside the range mmhire supports and CI tests."""
+    from mmhire.utils.compat import MIN_TORCH, TESTED_TORCH, version_tuple
+    minimum, newest = '.'.join(map(str, MIN_TORCH)), TESTED_TORCH[-1]
+    text = f'{version}, {detail}' if detail else version
+    if version_tuple(version)[:2] < MIN_TORCH:
+        return Finding(FAIL, 'torch', f'{text}: older than the oldest supported, {minimum}',
+                       f'install torch >= {minimum} with an mmcv built for it (torch 2.1.2 '
+                       f'and the prebuilt mmcv 2.1.0 wheels, or {SETUP})')
+    if version_tuple(version) > version_tuple(newest):
+        return Finding(WARN, 'torch', f'{text}: newer than the newest torch mmhire was '
+                       f'tested with ({newest}); it is expected to work',
+                       f'report problems; torch {minimum} to {newest} are tested')
+    return Finding(OK, 'torch', f'{text} (supported: {minimum} to {newest} tested)')
+
+
+def check_setuptools() -> List[Finding]:
+    """mmengine resolves ``mmdet::``-style config bases through ``pkg_resources``."""
+    try:
+        importlib.import_module('pkg_resources')
+    except ImportError:
+        version = installed_version('setuptools')
+        have = f'setuptools {version} has' if version else 'setuptools is not installed, so'
+        return [Finding(FAIL, 'pkg_resources', f'{have} no pkg_resources: configs that '
+                        f"inherit 'mmdet::', 'mmseg::' or 'mmpretrain::' bases cannot load",
+                        "pip install 'setuptools<81'")]
+    return [Finding(OK, 'pkg_resources', 'present (mmengine resolves mmdet::/mmseg::/'
+                    'mmpretrain:: config bases with it)')]
+
+
 def check_torch() -> List[Finding]:
     try:
         import torch
     except ImportError as err:
         return [Finding(FAIL, 'torch', f'cannot be imported ({err})', SETUP)]
     cuda = torch.version.cuda or 'none (CPU build)'
-    found = [Finding(OK, 'torch', f'{torch.__version__}, CUDA {cuda}, '
-                     f'GPU available: {torch.cuda.is_available()}')]
+    found = [torch_version_finding(torch.__version__, f'CUDA {cuda}, '
+                                   f'GPU available: {torch.cuda.is_available()}')]
     try:
         import torchvision
         from torchvision.ops import nms
@@ -194,10 +224,14 @@ def check_checkpoint_loading() -> List[Finding]:
         return [Finding(WARN, 'checkpoint loading', 'mmengine does not use weights-only '
                         'loading for local files in this process',
                         "import mmhire before loading checkpoints (custom_imports)")]
-    return [Finding(OK, 'checkpoint loading', 'local files load with weights_only=True')]
+    from mmhire.utils.checkpoint import NATIVE_ALLOW_LIST
+    how = ('torch.load(weights_only=True) with an allow-list' if NATIVE_ALLOW_LIST else
+           'a restricted unpickler (this torch has no weights-only allow-list)')
+    return [Finding(OK, 'checkpoint loading', f'local files load weights-only: {how}')]
 
 
-CHECKS = (check_torch, check_mmcv, check_versions, check_registry, check_checkpoint_loading)
+CHECKS = (check_torch, check_setuptools, check_mmcv, check_versions, check_registry,
+          check_checkpoint_loading)
 
 
 def run(checks=CHECKS, out=sys.stdout) -> int:

@@ -81,3 +81,32 @@ def test_exit_status_follows_worst_finding(status, code):
     out = io.StringIO()
     assert doctor.run(checks=(lambda: [doctor.Finding(status, 'x', 'y', 'z')], ),
                       out=out) == code
+
+
+@pytest.mark.floor
+@pytest.mark.parametrize('version,status,words', [
+    ('2.0.1', doctor.FAIL, ['older than the oldest supported, 2.1', 'install torch >= 2.1']),
+    ('2.1.2+cu121', doctor.OK, ['supported: 2.1 to 2.14.1 tested']),
+    ('2.14.1', doctor.OK, ['supported']),
+    ('2.15.0', doctor.WARN, ['newer than the newest torch mmhire was tested with (2.14.1)']),
+])
+def test_torch_outside_the_tested_range_is_named(version, status, words):
+    finding = doctor.torch_version_finding(version)
+    assert finding.status == status
+    assert version in finding.detail
+    for word in words:
+        assert word in str(finding)
+
+
+def test_missing_pkg_resources_is_named(monkeypatch):
+    real_import = doctor.importlib.import_module
+
+    def without_pkg_resources(name, *args):
+        if name == 'pkg_resources':
+            raise ImportError('No module named pkg_resources')
+        return real_import(name, *args)
+
+    monkeypatch.setattr(doctor.importlib, 'import_module', without_pkg_resources)
+    finding, = doctor.check_setuptools()
+    assert finding.status == doctor.FAIL
+    assert "mmdet::" in finding.detail and "setuptools<81" in finding.fix

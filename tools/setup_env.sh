@@ -1,10 +1,15 @@
 #!/usr/bin/env bash
-# Creates or refreshes mmhire's virtual environment with the whole OpenMMLab stack:
+# Creates or refreshes one of mmhire's virtual environments with the whole OpenMMLab stack:
 # torch + torchvision, mmengine, mmcv 2.1.0 compiled with its ops, mmdet, mmsegmentation,
 # mmpretrain, the test tools and mmhire itself (editable).
 #
+# Usage: tools/setup_env.sh [default|floor]
+#   default  the newest tested stack, requirements/stack.txt, in <repo>/.venv
+#   floor    the oldest supported stack (torch 2.1, numpy 1.26), requirements/stack-floor.txt,
+#            in <repo>/.venv-floor
+#
 # Environment variables:
-#   MMHIRE_VENV   where the environment lives (default: <repo>/.venv)
+#   MMHIRE_VENV   where the environment lives (default: as above)
 #   MMHIRE_CACHE  where compiled mmcv wheels are kept (default: ~/.cache/mmhire)
 #   PYTHON        the interpreter that creates the environment (default: python3)
 #   FORCE_CUDA=1  compile mmcv's CUDA ops even when no GPU is visible
@@ -13,7 +18,13 @@
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
-VENV=${MMHIRE_VENV:-$ROOT/.venv}
+STACK=${1:-default}
+case "$STACK" in
+    default) stack_file="$ROOT/requirements/stack.txt"; default_venv="$ROOT/.venv" ;;
+    floor) stack_file="$ROOT/requirements/stack-floor.txt"; default_venv="$ROOT/.venv-floor" ;;
+    *) echo "[setup_env] error: unknown stack '$STACK'; choose 'default' or 'floor'" >&2; exit 2 ;;
+esac
+VENV=${MMHIRE_VENV:-$default_venv}
 CACHE=${MMHIRE_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/mmhire}
 PYTHON=${PYTHON:-python3}
 MMCV_VERSION=2.1.0
@@ -40,8 +51,8 @@ fi
 PY="$VENV/bin/python"
 pip_install() { "$PY" -m pip install --disable-pip-version-check "$@"; }
 
-log "installing torch, torchvision and build tools"
-pip_install -r "$ROOT/requirements/stack.txt"
+log "installing torch, torchvision and build tools ($STACK stack)"
+pip_install -r "$stack_file"
 
 # mmcv's compiled ops must match the torch they were built against, so the wheelhouse is
 # keyed by torch version, Python tag and whether the CUDA ops were compiled.
@@ -71,9 +82,12 @@ if [ -z "$wheel" ]; then
         --no-build-isolation "mmcv==$MMCV_VERSION" -d "$work"
     tar -xzf "$work/mmcv-$MMCV_VERSION.tar.gz" -C "$work"
     src="$work/mmcv-$MMCV_VERSION"
-    # torch >= 2.10 headers need C++20; mmcv 2.1.0 hard-codes older standards.
-    sed -i -E 's/-std=c\+\+1[147]/-std=c++20/g' "$src/setup.py"
-    grep -q 'std=c++20' "$src/setup.py" || { log "error: could not raise the C++ standard in mmcv's setup.py"; exit 1; }
+    # torch >= 2.10 headers need C++20; mmcv 2.1.0 hard-codes older standards, which
+    # older torch builds with unchanged.
+    if "$PY" -c 'import sys, torch; sys.exit(tuple(map(int, torch.__version__.split(".")[:2])) < (2, 10))'; then
+        sed -i -E 's/-std=c\+\+1[147]/-std=c++20/g' "$src/setup.py"
+        grep -q 'std=c++20' "$src/setup.py" || { log "error: could not raise the C++ standard in mmcv's setup.py"; exit 1; }
+    fi
     export MMCV_WITH_OPS=1 MAX_JOBS="${MAX_JOBS:-$(nproc)}"
     [ "$with_cuda" = "1" ] && export FORCE_CUDA=1
     "$PY" -m pip wheel --disable-pip-version-check --no-deps --no-build-isolation \
@@ -88,8 +102,9 @@ else
 fi
 
 log "installing mmcv, mmdet, mmsegmentation, mmpretrain, test tools and mmhire"
-# One resolver run with the compiled wheel, so nothing tries to fetch mmcv from PyPI.
-pip_install --no-cache-dir "$wheel" -r "$ROOT/requirements/optional.txt" \
+# One resolver run with the compiled wheel, so nothing tries to fetch mmcv from PyPI; the
+# stack file as constraints keeps torch, torchvision and numpy where the first stage put them.
+pip_install --no-cache-dir "$wheel" -c "$stack_file" -r "$ROOT/requirements/optional.txt" \
     -r "$ROOT/requirements/tests.txt" \
     "mmdet==3.3.0" "mmsegmentation==1.2.2" "mmpretrain==1.2.0" "ftfy==6.3.1"
 pip_install --no-build-isolation --no-deps -e "$ROOT"
