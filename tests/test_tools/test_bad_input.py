@@ -121,3 +121,54 @@ class TestPretrainedInit:
             f.truncate(os.path.getsize(path) // 2)
         with pytest.raises(CheckpointError, match='truncated or corrupt'):
             HireMLP('tiny', init_cfg=dict(type='Pretrained', checkpoint=path)).init_weights()
+
+
+@pytest.mark.floor
+class TestPretrainedArgument:
+    """mmseg's ``model.pretrained``, which its ``EncoderDecoder`` hands to the backbone, in a
+    user's config that swaps the backbone of one of mmseg's model configs."""
+
+    def build(self, pretrained):
+        from mmengine.config import Config
+        from mmseg.registry import MODELS
+        cfg = Config.fromstring(
+            "_base_ = 'mmseg::_base_/models/upernet_r50.py'\n"
+            "custom_imports = dict(imports=['mmhire'], allow_failed_imports=False)\n"
+            "norm_cfg = dict(type='BN', requires_grad=True)\n"
+            "model = dict(backbone=dict(_delete_=True, type='HireMLP', arch='tiny',\n"
+            "                           out_indices=(0, 1, 2, 3)),\n"
+            "             decode_head=dict(in_channels=[64, 128, 320, 512], norm_cfg=norm_cfg),\n"
+            "             auxiliary_head=dict(in_channels=320, norm_cfg=norm_cfg))\n", '.py')
+        if pretrained != 'inherited':
+            cfg.model.pretrained = pretrained
+        assert cfg.model.pretrained is not None or pretrained is None
+        return MODELS.build(cfg.model)
+
+    def test_resnet_weights_left_over_from_the_base_config(self):
+        with pytest.raises(ValueError, match=r"model.pretrained='open-mmlab://resnet50_v1c'.*"
+                           r'set model.pretrained=None'):
+            self.build('inherited')
+
+    def test_none_builds(self):
+        model = self.build(None)
+        assert type(model.backbone).__name__ == 'HireMLP'
+
+    def test_a_checkpoint_path_becomes_pretrained_init(self, tmp_path):
+        reference = HireMLP('tiny', out_indices=(0, 1, 2, 3))
+        path = str(tmp_path / 'hire_t_in1k.pth')
+        # a converted classifier, keys under backbone.
+        torch.save({'state_dict': {f'backbone.{k}': v
+                                   for k, v in reference.state_dict().items()}}, path)
+        with pytest.warns(DeprecationWarning, match='pretrained argument is deprecated'):
+            model = self.build(path)
+        assert model.backbone.init_cfg == dict(type='Pretrained', checkpoint=path)
+        model.backbone.init_weights()
+        checked = 0
+        for key, value in reference.state_dict().items():
+            assert torch.equal(model.backbone.state_dict()[key], value), key
+            checked += 1
+        assert checked == len(reference.state_dict())
+
+    def test_not_a_path(self):
+        with pytest.raises(TypeError, match='pretrained must be a checkpoint path'):
+            HireMLP('tiny', pretrained=dict(checkpoint='x.pth'))

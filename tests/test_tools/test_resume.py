@@ -103,6 +103,7 @@ def uninterrupted(workspace):
     return finals
 
 
+@pytest.mark.floor
 @pytest.mark.parametrize('config,kill,resumes_from', [
     ('small_epochs.py', 'iter:5', 'epoch_1.pth'),   # in the middle of epoch 2
     ('small_epochs.py', 'val:1', 'epoch_2.pth'),    # during the validation after epoch 2

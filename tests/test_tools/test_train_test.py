@@ -69,6 +69,7 @@ def read_scalars(work_dir):
     return logs
 
 
+@pytest.mark.floor
 @pytest.mark.parametrize('config,metric', [(DET, 'coco/bbox_mAP'), (SEG, 'mIoU'),
                                            (CLS, 'accuracy/top1')])
 def test_train_one_iteration_then_test(demo_root, monkeypatch, tmp_path, config, metric):

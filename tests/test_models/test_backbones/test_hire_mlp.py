@@ -300,6 +300,7 @@ class TestHireMLPTraining:
         assert torch.isfinite(outs[0]).all()
 
 
+@pytest.mark.floor
 class TestAgainstReference:
     """The backbone against the plain SPEC re-implementation in reference_hire_mlp.py."""
 
