@@ -1,20 +1,23 @@
-"""A user's own mmdet / mmseg project: only `custom_imports` and `type='HireMLP'`, trained with
-the train script that ships inside the mmdet / mmseg package."""
+"""A user's own mmdet / mmseg / mmpretrain project: the configs in examples/own_project/ (the
+ones the README shows) are built on the libraries' own model configs, need only
+`custom_imports` and `type='HireMLP'`, and train with the train script that ships inside each
+library. Each test config inherits an example unchanged and swaps in the demo data, one
+iteration and plain BN (a single CPU process cannot run SyncBN)."""
 import os
 import subprocess
 import sys
 
 import pytest
+import torch
+from conftest import REPO_ROOT
 
-from mmhire.datasets.demo_data import make_ade_demo, make_coco_demo
+from mmhire.datasets.demo_data import make_ade_demo, make_coco_demo, make_imagenet_demo
+from mmhire.models import HireMLP
 
-MMDET_PROJECT_CONFIG = """
-_base_ = 'mmdet::mask_rcnn/mask-rcnn_r50_fpn_1x_coco.py'
-custom_imports = dict(imports=['mmhire'], allow_failed_imports=False)
-model = dict(
-    backbone=dict(_delete_=True, type='HireMLP', arch='tiny', out_indices=(0, 1, 2, 3)),
-    neck=dict(in_channels=[64, 128, 320, 512]),
-    roi_head=dict(bbox_head=dict(num_classes=3), mask_head=dict(num_classes=3)))
+EXAMPLES = os.path.join(REPO_ROOT, 'examples', 'own_project')
+BN = "dict(type='BN', requires_grad=True)"
+
+COCO_DATA = """
 metainfo = dict(classes=('circle', 'square', 'triangle'))
 data = dict(data_root='data/demo/coco/', metainfo=metainfo)
 train_dataloader = dict(batch_size=2, num_workers=0, persistent_workers=False, dataset=dict(
@@ -28,21 +31,8 @@ test_evaluator = val_evaluator
 train_cfg = dict(max_epochs=1, val_interval=1)
 """
 
-MMSEG_PROJECT_CONFIG = """
-_base_ = [
-    'mmseg::_base_/models/upernet_r50.py', 'mmseg::_base_/datasets/ade20k.py',
-    'mmseg::_base_/default_runtime.py', 'mmseg::_base_/schedules/schedule_160k.py'
-]
-custom_imports = dict(imports=['mmhire'], allow_failed_imports=False)
-norm_cfg = dict(type='BN', requires_grad=True)   # one process: plain BN
+ADE_DATA = """
 crop_size = (64, 64)
-model = dict(
-    data_preprocessor=dict(size=crop_size),
-    pretrained=None,
-    backbone=dict(_delete_=True, type='HireMLP', arch='tiny', out_indices=(0, 1, 2, 3),
-                  norm_cfg=norm_cfg),
-    decode_head=dict(in_channels=[64, 128, 320, 512], num_classes=150, norm_cfg=norm_cfg),
-    auxiliary_head=dict(in_channels=320, num_classes=150, norm_cfg=norm_cfg))
 data_root = 'data/demo/ade/ADEChallengeData2016'
 train_pipeline = [
     dict(type='LoadImageFromFile'),
@@ -66,6 +56,49 @@ train_cfg = dict(max_iters=1, val_interval=1)
 default_hooks = dict(checkpoint=dict(interval=1))
 """
 
+IMAGENET_DATA = """
+data_preprocessor = dict(num_classes=3)
+pipeline = [
+    dict(type='LoadImageFromFile'),
+    dict(type='RandomResizedCrop', scale=64, backend='pillow', interpolation='bicubic'),
+    dict(type='PackInputs'),
+]
+data = dict(_delete_=True, type='CustomDataset', data_root='data/demo/imagenet',
+            pipeline=pipeline)
+train_dataloader = dict(batch_size=4, num_workers=0, persistent_workers=False,
+                        dataset=dict(data_prefix='train', **data))
+val_dataloader = dict(batch_size=4, num_workers=0, persistent_workers=False,
+                      dataset=dict(data_prefix='val', **data))
+test_dataloader = val_dataloader
+train_cfg = dict(max_epochs=1, val_interval=1)
+"""
+
+# example file -> (library, data maker, what the test config changes, metric in the log)
+CASES = {
+    'mmdet_mask_rcnn_hire_t.py': ('mmdet', 'coco', COCO_DATA + f"""
+model = dict(backbone=dict(norm_cfg={BN}),
+             roi_head=dict(bbox_head=dict(num_classes=3), mask_head=dict(num_classes=3)))
+""", 'coco/segm_mAP'),
+    'mmdet_retinanet_hire_t.py': ('mmdet', 'coco', COCO_DATA + f"""
+model = dict(backbone=dict(norm_cfg={BN}), bbox_head=dict(num_classes=3))
+val_evaluator = dict(val_evaluator, metric='bbox')
+test_evaluator = val_evaluator
+""", 'coco/bbox_mAP'),
+    'mmseg_upernet_hire_t.py': ('mmseg', 'ade', ADE_DATA + f"""
+model = dict(data_preprocessor=dict(size=crop_size), backbone=dict(norm_cfg={BN}),
+             decode_head=dict(norm_cfg={BN}), auxiliary_head=dict(norm_cfg={BN}))
+""", 'mIoU'),
+    'mmseg_fpn_hire_t.py': ('mmseg', 'ade', ADE_DATA + f"""
+model = dict(data_preprocessor=dict(size=crop_size), backbone=dict(norm_cfg={BN}),
+             decode_head=dict(norm_cfg={BN}))
+""", 'mIoU'),
+    'mmpretrain_hire_t_in1k.py': ('mmpretrain', 'imagenet', IMAGENET_DATA + """
+model = dict(head=dict(num_classes=3, topk=(1, )))
+val_evaluator = dict(topk=(1, ))
+test_evaluator = val_evaluator
+""", 'accuracy/top1'),
+}
+
 
 def library_train_script(library):
     module = __import__(library)
@@ -74,22 +107,38 @@ def library_train_script(library):
     return path
 
 
-@pytest.mark.parametrize('library,config,maker,metric', [
-    ('mmdet', MMDET_PROJECT_CONFIG, 'coco', 'coco/bbox_mAP'),
-    ('mmseg', MMSEG_PROJECT_CONFIG, 'ade', 'mIoU'),
-])
-def test_library_train_script_with_custom_imports(tmp_path, library, config, maker, metric):
+def make_data(root, maker):
     if maker == 'coco':
-        make_coco_demo(str(tmp_path / 'data/demo/coco'), num_train=2, num_val=1, size=64)
-    else:
-        make_ade_demo(str(tmp_path / 'data/demo/ade/ADEChallengeData2016'), num_train=2,
+        make_coco_demo(str(root / 'data/demo/coco'), num_train=2, num_val=1, size=64)
+    elif maker == 'ade':
+        make_ade_demo(str(root / 'data/demo/ade/ADEChallengeData2016'), num_train=2,
                       num_val=1, size=64)
+    else:
+        make_imagenet_demo(str(root / 'data/demo/imagenet'), num_train_per_class=2,
+                           num_val_per_class=1, size=48)
+
+
+def test_every_example_is_tested():
+    assert sorted(os.listdir(EXAMPLES)) == sorted(CASES)
+
+
+@pytest.mark.floor
+@pytest.mark.parametrize('example', sorted(CASES))
+def test_library_train_script_with_custom_imports(tmp_path, example):
+    library, maker, overrides, metric = CASES[example]
+    make_data(tmp_path, maker)
+    # The examples start the backbone from a converted ImageNet checkpoint.
+    backbone = HireMLP('tiny').state_dict()
+    (tmp_path / 'checkpoints').mkdir()
+    torch.save({'state_dict': {f'backbone.{k}': v for k, v in backbone.items()}},
+               tmp_path / 'checkpoints' / 'hire_t_in1k.pth')
+    config = f'_base_ = {os.path.join(EXAMPLES, example)!r}\n' + overrides
     (tmp_path / 'my_config.py').write_text(config)
     env = dict(os.environ, PYTHONPATH='')  # nothing but the installed packages
     proc = subprocess.run(
         [sys.executable, library_train_script(library), 'my_config.py', '--work-dir', 'out'],
-        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
-    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=900)
     log = proc.stdout + proc.stderr
+    assert proc.returncode == 0, log[-6000:]
     assert 'HireMLP' in log and metric in log
     assert (tmp_path / 'out' / 'last_checkpoint').exists()
