@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Train through SLURM (see tools/srun_job.sh for GPUS, GPUS_PER_NODE, CPUS_PER_TASK, SRUN_ARGS).
+# Train through SLURM (see tools/srun_job.sh for GPUS, GPUS_PER_NODE, CPUS_PER_TASK, SRUN_ARGS
+# and MMHIRE_DEVICE=cpu for a CPU-only job).
 #   tools/slurm_train.sh PARTITION JOB_NAME CONFIG WORK_DIR [train.py options]
 set -euo pipefail
 if [ $# -lt 4 ]; then

@@ -6,7 +6,14 @@
 import argparse
 import sys
 
-from mmhire.engine import ConfigError, DataError, build_runner, explain_errors, prepare_test_config
+from mmhire.engine import (
+    ConfigError,
+    DataError,
+    LaunchError,
+    build_runner,
+    explain_errors,
+    prepare_test_config,
+)
 from mmhire.utils import CheckpointError
 from mmhire.utils.config import load_config, parse_runner_args
 
@@ -35,6 +42,9 @@ def main(argv=None):
     try:
         with explain_errors(cfg):
             build_runner(cfg).test()
+    except LaunchError as err:
+        print(f'error: {err}', file=sys.stderr)
+        return 2
     except (CheckpointError, DataError) as err:
         print(f'error: {err}', file=sys.stderr)
         return 1

@@ -9,6 +9,7 @@ import sys
 from mmhire.engine import (
     ConfigError,
     DataError,
+    LaunchError,
     build_runner,
     explain_errors,
     prepare_train_config,
@@ -30,6 +31,10 @@ def parse_args(argv=None):
         '--resume', nargs='?', type=str, const='auto',
         help='resume from this checkpoint, or without a value from the latest checkpoint '
         'in the work dir')
+    parser.add_argument(
+        '--partial-load', action='store_true',
+        help='let load_from load a checkpoint that fits the model only in part (fine-tuning); '
+        'without it such a checkpoint stops the run')
     return parse_runner_args(
         parser, argv, cfg_help='override config entries, e.g. train_cfg.max_epochs=2')
 
@@ -40,13 +45,17 @@ def main(argv=None):
         cfg = load_config(args.config, args.cfg_options)
         prepare_train_config(cfg, config_path=args.config, work_dir=args.work_dir,
                              resume=args.resume, amp=args.amp,
-                             auto_scale_lr=args.auto_scale_lr, launcher=args.launcher)
+                             auto_scale_lr=args.auto_scale_lr, launcher=args.launcher,
+                             partial_load=args.partial_load)
     except (ConfigError, FileNotFoundError) as err:
         print(f'error: {err}', file=sys.stderr)
         return 2
     try:
         with explain_errors(cfg):
             build_runner(cfg).train()
+    except LaunchError as err:
+        print(f'error: {err}', file=sys.stderr)
+        return 2
     except (CheckpointError, DataError) as err:
         print(f'error: {err}', file=sys.stderr)
         return 1

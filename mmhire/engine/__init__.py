@@ -1,3 +1,4 @@
+from .dist import LaunchError
 from .hooks import AtomicCheckpointHook, TrainingStateHook
 from .optim_wrapper import CPUBF16OptimWrapper
 from .runtime import (
@@ -13,7 +14,7 @@ from .runtime import (
 )
 
 __all__ = [
-    'AtomicCheckpointHook', 'CPUBF16OptimWrapper', 'ConfigError', 'DataError',
+    'AtomicCheckpointHook', 'CPUBF16OptimWrapper', 'ConfigError', 'DataError', 'LaunchError',
     'TrainingStateHook', 'build_runner', 'check_data', 'check_pretrained', 'convert_sync_bn',
     'explain_errors', 'prepare_test_config', 'prepare_train_config'
 ]

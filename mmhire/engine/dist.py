@@ -1,9 +1,11 @@
-"""Process-group set-up for machines without GPUs.
+"""Process-group set-up for launches of several processes.
 
-mmengine's launchers call ``torch.cuda.set_device`` (and, for SLURM, divide by the number of
-GPUs), which fails on a CPU-only machine. There, mmhire joins the process group itself with the
-gloo backend, from the same environment variables, before the Runner looks; the Runner then
-finds it initialised and uses it. With GPUs, mmengine's own launchers run unchanged (NCCL).
+A launch (``--launcher pytorch`` or ``slurm``) is a GPU launch unless ``MMHIRE_DEVICE=cpu``
+says otherwise, and a GPU launch that finds no GPU stops with an error. mmengine's launchers
+call ``torch.cuda.set_device`` (and, for SLURM, divide by the number of GPUs), which fails
+without GPUs; on a CPU launch mmhire joins the process group itself with the gloo backend,
+from the same environment variables, before the Runner looks, and the Runner then uses it.
+With GPUs, mmengine's own launchers run unchanged (NCCL).
 """
 import os
 import subprocess
@@ -26,15 +28,48 @@ def _slurm_env() -> None:
     os.environ['LOCAL_RANK'] = os.environ.get('SLURM_LOCALID', '0')
 
 
+class LaunchError(RuntimeError):
+    """A multi-process launch whose devices are not what it asked for."""
+
+
+#: Set to ``cpu`` to launch several processes on CPUs on purpose (``cuda`` by default).
+DEVICE_VARIABLE = 'MMHIRE_DEVICE'
+
+
+def _no_gpu_message(launcher: str) -> str:
+    visible = os.environ.get('CUDA_VISIBLE_DEVICES')
+    found = (f'torch {torch.__version__} is a CPU-only build' if torch.version.cuda is None
+             else f'torch {torch.__version__} (CUDA {torch.version.cuda}) sees no GPU '
+             f'(CUDA_VISIBLE_DEVICES={visible!r})')
+    return (f'--launcher {launcher} is a GPU launch, but {found}. Check that the job got '
+            f'its GPUs (tools/slurm_train.sh requests GPUS_PER_NODE per node). To run the '
+            f'processes on CPUs on purpose, set {DEVICE_VARIABLE}=cpu (e.g. '
+            f'{DEVICE_VARIABLE}=cpu tools/dist_train.sh CONFIG 2)')
+
+
 def init_cpu_process_group(launcher: str) -> bool:
-    """Joins a gloo process group for ``launcher`` when no GPU is visible.
+    """Joins a gloo process group for ``launcher`` on a CPU launch (``MMHIRE_DEVICE=cpu``).
+
+    A launch without that variable is a GPU launch: one that finds no GPU raises
+    :class:`LaunchError` instead of training on the CPU unnoticed.
 
     Returns:
-        bool: Whether this function initialised the group (False with GPUs, for
+        bool: Whether this function initialised the group (False for GPU launches, for
         ``launcher='none'``, or when a group already exists).
     """
-    if launcher == 'none' or torch.cuda.is_available() or dist.is_initialized():
+    if launcher == 'none' or dist.is_initialized():
         return False
+    device = os.environ.get(DEVICE_VARIABLE, 'cuda')
+    if device not in ('cuda', 'cpu'):
+        raise LaunchError(f'{DEVICE_VARIABLE}={device!r}: choose cuda (the default) or cpu')
+    if device == 'cuda':
+        if not torch.cuda.is_available():
+            raise LaunchError(_no_gpu_message(launcher))
+        return False
+    if torch.cuda.is_available():
+        raise LaunchError(f'{DEVICE_VARIABLE}=cpu asks for a CPU launch, but this process '
+                          f'sees GPUs; hide them with CUDA_VISIBLE_DEVICES= or unset '
+                          f'{DEVICE_VARIABLE}')
     if launcher == 'slurm':
         _slurm_env()
     elif launcher != 'pytorch':

@@ -173,8 +173,9 @@ class TrainingStateHook(Hook):
       the same weights as one that ran through.
     - Keeps validation during training from consuming the training random stream, so the
       training run does not depend on where validation happened.
-    - Refuses a checkpoint whose tensors do not fit the model (``load_from``, ``--resume``),
-      naming the first mismatched keys, instead of loading part of it.
+    - Refuses a checkpoint that does not fit the model (``load_from``, ``--resume``,
+      ``tools/test.py``): tensors of other shapes or missing tensors, naming the first ones,
+      instead of loading part of it; ``partial_load=True`` allows a partial ``load_from``.
     """
 
     priority = 'VERY_LOW'
@@ -190,17 +191,38 @@ class TrainingStateHook(Hook):
         model = runner.model.module if is_model_wrapper(runner.model) else runner.model
         state_dict = checkpoint.get('state_dict', checkpoint)
         if isinstance(state_dict, dict):
-            bad, count = shape_mismatches(model, state_dict)
-            if count and getattr(runner, '_resume', False):
-                raise CheckpointError(
-                    f'cannot resume: the checkpoint does not fit the model, {count} tensor(s) '
-                    f'have other shapes, first {"; ".join(bad)}. It was saved by a different '
-                    f'config (arch, num_classes, ...); resume with the config that wrote it')
-            if count:
-                print_log(f'load_from: {count} tensor(s) of the checkpoint do not fit the '
-                          f'model and are not loaded, first {"; ".join(bad)}',
-                          logger='current', level=logging.WARNING)
+            self._check_fit(runner, model, state_dict)
         self._resumed_rng = checkpoint.get('rng_state')
+
+    @staticmethod
+    def _check_fit(runner, model, state_dict: dict) -> None:
+        """Refuses a checkpoint with tensors of other shapes or without some of the model's
+        tensors; ``partial_load=True`` in the config (``--partial-load``) lets ``load_from``
+        load what fits, for fine-tuning."""
+        bad, count = shape_mismatches(model, state_dict)
+        loaded = {k[len('module.'):] if k.startswith('module.') else k for k in state_dict}
+        missing = [k for k in model.state_dict() if k not in loaded]
+        if not count and not missing:
+            return
+        problems = []
+        if count:
+            problems.append(f'{count} tensor(s) have other shapes, first {"; ".join(bad)}')
+        if missing:
+            problems.append(f'{len(missing)} of the model\'s tensors are missing, first '
+                            f'{", ".join(missing[:5])}')
+        problems = '; '.join(problems)
+        if getattr(runner, '_resume', False):
+            raise CheckpointError(
+                f'cannot resume: the checkpoint does not fit the model: {problems}. It was '
+                f'saved by a different config (arch, num_classes, ...); resume with the '
+                f'config that wrote it')
+        if not runner.cfg.get('partial_load', False):
+            raise CheckpointError(
+                f'checkpoint {runner._load_from!r} does not fit the model: {problems}. Use '
+                f'the checkpoint made for this config, or, to fine-tune from part of it, '
+                f'pass --partial-load to tools/train.py (partial_load=True)')
+        print_log(f'partial load of {runner._load_from!r}: {problems}; those tensors keep '
+                  f'their initialisation', logger='current', level=logging.WARNING)
 
     def before_train(self, runner) -> None:
         state, self._resumed_rng = self._resumed_rng, None

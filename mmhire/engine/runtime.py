@@ -190,6 +190,13 @@ def _set_device_backend(cfg: Config, launcher: str) -> None:
         cfg.model_wrapper_cfg = wrapper
 
 
+def _add_training_state_hook(cfg: Config) -> None:
+    hooks = list(cfg.get('custom_hooks') or [])
+    if not any(h.get('type') == 'TrainingStateHook' for h in hooks):
+        hooks.append(dict(type='TrainingStateHook'))
+    cfg.custom_hooks = hooks
+
+
 def _use_safe_hooks(cfg: Config) -> None:
     """Atomic checkpoint writes and exact resumption (see :mod:`mmhire.engine.hooks`) for any
     config, including users' own configs written for plain mmengine."""
@@ -199,10 +206,7 @@ def _use_safe_hooks(cfg: Config) -> None:
                                                              'mmengine.CheckpointHook'):
         checkpoint.type = 'AtomicCheckpointHook'
         checkpoint.pop('_scope_', None)
-    hooks = list(cfg.get('custom_hooks') or [])
-    if not any(h.get('type') == 'TrainingStateHook' for h in hooks):
-        hooks.append(dict(type='TrainingStateHook'))
-    cfg.custom_hooks = hooks
+    _add_training_state_hook(cfg)
     randomness = cfg.get('randomness') or {}
     loader = cfg.get('train_dataloader') or {}
     if randomness.get('deterministic'):
@@ -218,9 +222,12 @@ def _use_safe_hooks(cfg: Config) -> None:
 
 def prepare_train_config(cfg: Config, *, config_path: str, work_dir: Optional[str] = None,
                          resume: Optional[str] = None, amp: bool = False,
-                         auto_scale_lr: bool = False, launcher: str = 'none') -> Config:
+                         auto_scale_lr: bool = False, launcher: str = 'none',
+                         partial_load: bool = False) -> Config:
     """Applies the train tool's options to ``cfg`` (in place) and returns it."""
     cfg.launcher = launcher
+    if partial_load:
+        cfg.partial_load = True
     if work_dir is not None:
         cfg.work_dir = work_dir
     elif cfg.get('work_dir') is None:
@@ -267,6 +274,7 @@ def prepare_test_config(cfg: Config, *, config_path: str, checkpoint: str,
     if not osp.isfile(checkpoint):
         raise ConfigError(f'checkpoint {checkpoint!r} does not exist')
     cfg.load_from = checkpoint
+    _add_training_state_hook(cfg)  # refuses a checkpoint that does not fit the model
     _set_device_backend(cfg, launcher)
     drop_pretrained_init(cfg)
     if amp:

@@ -85,6 +85,8 @@ def workspace(tmp_path_factory):
 
 
 def run(cmd, cwd, timeout=900, **env):
+    # These machines have no GPU: every launch here is a CPU launch on purpose.
+    env.setdefault('MMHIRE_DEVICE', 'cpu')
     full_env = dict(os.environ, PYTHON=sys.executable, PYTHONPATH=str(cwd), **env)
     start = time.time()
     proc = subprocess.run(cmd, cwd=cwd, env=full_env, capture_output=True, text=True,
@@ -206,3 +208,70 @@ class TestSlurm:
         assert proc.returncode != 0
         assert 'deliberate crash of rank 1' in proc.stdout + proc.stderr
         assert seconds < 120
+
+
+@pytest.fixture
+def fake_srun(tmp_path):
+    """An `srun` that only records its arguments, first on PATH."""
+    bin_dir = tmp_path / 'bin'
+    bin_dir.mkdir()
+    record = tmp_path / 'srun_args'
+    srun = bin_dir / 'srun'
+    srun.write_text(f'#!/usr/bin/env bash\nprintf "%s\\n" "$@" > {record}\n'
+                    f'echo "MMHIRE_DEVICE=$MMHIRE_DEVICE" >> {record}\n')
+    srun.chmod(0o755)
+    return dict(PATH=f'{bin_dir}{os.pathsep}{os.environ["PATH"]}'), record
+
+
+@pytest.mark.parametrize('env,wanted,unwanted', [
+    (dict(GPUS='16', GPUS_PER_NODE='8', MMHIRE_DEVICE='cuda'),
+     ['--gres=gpu:8', '--nodes=2', '--ntasks=16', '--ntasks-per-node=8',
+      'MMHIRE_DEVICE=cuda'], []),
+    (dict(MMHIRE_DEVICE='cuda'),  # the defaults: one node of 8 GPUs
+     ['--gres=gpu:8', '--nodes=1', '--ntasks=8', '--ntasks-per-node=8'], []),
+    (dict(GPUS='4', GPUS_PER_NODE='2', CPUS_PER_TASK='1', MMHIRE_DEVICE='cpu'),
+     ['--nodes=2', '--ntasks=4', '--ntasks-per-node=2', 'MMHIRE_DEVICE=cpu'], ['--gres']),
+])
+def test_slurm_requests_gpus_whatever_machine_submits(workspace, fake_srun, env, wanted,
+                                                      unwanted):
+    """The GPUs are requested from the partition even when the submitting machine has none
+    (a login node); only MMHIRE_DEVICE=cpu asks for a CPU-only job."""
+    path_env, record = fake_srun
+    proc, _ = run(['bash', f'{TOOLS}/slurm_train.sh', 'gpu', 'job', 'det.py', 'out'],
+                  workspace, **path_env, **env)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    args = record.read_text().splitlines()
+    for arg in wanted:
+        assert arg in args
+    assert not [arg for arg in args for prefix in unwanted if arg.startswith(prefix)]
+    assert args[-3:] == ['--work-dir=out', '--launcher=slurm',
+                         f'MMHIRE_DEVICE={env["MMHIRE_DEVICE"]}']
+
+
+@pytest.mark.parametrize('env,words', [
+    (dict(GPUS='12', GPUS_PER_NODE='8'),
+     ['GPUS=12 is not a multiple of GPUS_PER_NODE=8', 'GPUS=16']),
+    (dict(GPUS='4'), ['GPUS_PER_NODE=8 is larger than GPUS=4', 'set GPUS_PER_NODE=4']),
+    (dict(GPUS='two'), ['GPUS=two must be a positive whole number']),
+    (dict(GPUS='8', MMHIRE_DEVICE='tpu'), ['MMHIRE_DEVICE=tpu', 'cuda', 'cpu']),
+])
+def test_bad_slurm_sizes_stop_before_anything_is_queued(workspace, fake_srun, env, words):
+    path_env, record = fake_srun
+    proc, _ = run(['bash', f'{TOOLS}/slurm_train.sh', 'gpu', 'job', 'det.py', 'out'],
+                  workspace, **path_env, **env)
+    assert proc.returncode == 2
+    for word in words:
+        assert word in proc.stderr
+    assert not record.exists()
+
+
+def test_gpu_launch_without_a_gpu_stops(workspace):
+    """torchrun with no GPU and no MMHIRE_DEVICE=cpu: an error, not a silent CPU run."""
+    proc, seconds = run(['bash', f'{TOOLS}/dist_train.sh', 'cls.py', '2', '--work-dir',
+                         str(workspace / 'no_gpu')], workspace, timeout=300,
+                        PORT=str(free_port()), MMHIRE_DEVICE='cuda')
+    log = proc.stdout + proc.stderr
+    assert proc.returncode != 0
+    assert '--launcher pytorch is a GPU launch, but torch' in log
+    assert 'set MMHIRE_DEVICE=cpu' in log
+    assert not list((workspace / 'no_gpu').glob('*.pth'))
