@@ -15,6 +15,8 @@ Every checkpoint mmhire writes goes to a file beside its target first and is ren
 place once complete, so a killed process never leaves a half-written file under a
 checkpoint's name.
 """
+import _compat_pickle
+import collections
 import io
 import os
 import os.path as osp
@@ -55,6 +57,19 @@ def _history_buffer_statistic(owner: Any, name: str) -> Any:
     raise pickle.UnpicklingError(
         f'refused getattr({getattr(owner, "__name__", type(owner).__name__)}, {name!r}): '
         f'only HistoryBuffer statistics may be looked up while loading a checkpoint')
+
+
+def _latin1_encode(text: Any, encoding: str = 'utf-8') -> bytes:
+    """Stands in for ``_codecs.encode`` while unpickling.
+
+    Pickle protocol 2 stores bytes (numpy 1's array and scalar data among them) as
+    ``_codecs.encode(<str>, 'latin1')``; this allows that and nothing else.
+    """
+    if isinstance(text, str) and encoding in ('latin1', 'latin-1'):
+        return text.encode('latin1')
+    raise pickle.UnpicklingError(
+        f'refused _codecs.encode({type(text).__name__}, {encoding!r}): only latin1 text, '
+        f'the way pickle stores bytes, may be encoded while loading a checkpoint')
 
 
 def _numpy_globals() -> List[Allowed]:
@@ -104,17 +119,29 @@ def _allow_listed(entries: Sequence[Allowed]) -> Iterator[None]:
         yield
 
 
+# What torch >= 2.6 allows by default beyond what torch 2.1 does (mmdet's checkpoints hold a
+# Counter; pickle protocol 2 stores numpy 1's bytes through _codecs.encode), so that a file
+# loads alike on every supported torch.
+_NEWER_TORCH_DEFAULTS: List[Allowed] = [
+    collections.Counter, bytearray, complex, set, (_latin1_encode, '_codecs.encode')]
+
+
 def _restricted_pickle_module(entries: Sequence[Allowed]) -> types.ModuleType:
     """A pickle module for ``torch.load(pickle_module=...)`` whose unpickler resolves only
     the globals torch's weights-only loader allows and ``entries``; every other global is
     refused with the message torch's weights-only loader gives."""
     from torch import _weights_only_unpickler
     allowed = dict(_weights_only_unpickler._get_allowed_globals())
+    allowed.update(_named(_NEWER_TORCH_DEFAULTS))
     allowed.update(_named(entries))
 
     class RestrictedUnpickler(pickle.Unpickler):
 
         def find_class(self, module: str, name: str) -> Any:
+            # protocol 2 names Python 2 modules (__builtin__.set): map them as pickle does
+            if (module, name) in _compat_pickle.NAME_MAPPING:
+                module, name = _compat_pickle.NAME_MAPPING[(module, name)]
+            module = _compat_pickle.IMPORT_MAPPING.get(module, module)
             found = allowed.get(f'{module}.{name}')
             if found is None:
                 raise pickle.UnpicklingError(
@@ -189,7 +216,7 @@ def safe_load(path: str, map_location: Any = 'cpu', allowed: Optional[Sequence[A
 # How a refused weights-only load shows in torch's message, and what it tried to do.
 _REFUSALS = (
     (r'GLOBAL (\S+)', 'use {}'),
-    (r'refused (getattr\([^)]*\))', 'call {}'),
+    (r'refused ((?:getattr|_codecs\.encode)\([^)]*\))', 'call {}'),
     (r'create new object for .* but got (.*)', 'build {}'),
     (r'WeightsUnpickler error:\s*(\S[^\n]*)',
      'need pickle features weights-only loading does not allow ({})'),

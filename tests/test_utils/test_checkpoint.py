@@ -5,6 +5,7 @@ allow-list API (torch >= 2.6) and the restricted unpickler that older torch gets
 stack's own way is what the tools use there.
 """
 import argparse
+import collections
 import functools
 import os
 import pickle
@@ -77,7 +78,8 @@ def mmengine_style_checkpoint():
         hub.update_scalar('train/loss', value)
     hub.update_info('eta', np.float64(12.0))
     hub.update_info('keep_ckpt_ids', [1, 2])
-    return dict(meta=dict(seed=np.int64(3), epoch=1, arr=np.arange(3)),
+    return dict(meta=dict(seed=np.int64(3), epoch=1, arr=np.arange(3),
+                          counts=collections.Counter('aab'), ids={1, 2}),
                 message_hub=hub.state_dict(), state_dict={'w': torch.ones(2)})
 
 
@@ -105,6 +107,7 @@ def test_mmengine_checkpoints_load_with_only_their_types_allowed(tmp_path, load)
     assert isinstance(buffer, HistoryBuffer)
     assert buffer.mean() == pytest.approx(7.0 / 3) and buffer.current() == 3.0
     assert loaded['meta']['seed'] == 3 and loaded['meta']['arr'].tolist() == [0, 1, 2]
+    assert loaded['meta']['counts'] == {'a': 2, 'b': 1} and loaded['meta']['ids'] == {1, 2}
     # mmengine's own loader (resume, load_from, Pretrained) is this one once mmhire is imported
     assert CheckpointLoader.load_checkpoint(str(path))['meta']['epoch'] == 1
 
