@@ -24,6 +24,7 @@ model = dict(
     neck=dict(in_channels=[64, 128, 320, 512]),
     decode_head=dict(num_classes=150))
 
+train_dataloader = dict(batch_size=2)
 optim_wrapper = dict(
     _delete_=True,
     type='OptimWrapper',
@@ -31,3 +32,4 @@ optim_wrapper = dict(
 param_scheduler = [
     dict(type='PolyLR', eta_min=0.0, power=0.9, begin=0, end=40000, by_epoch=False),
 ]
+auto_scale_lr = dict(enable=False, base_batch_size=16)

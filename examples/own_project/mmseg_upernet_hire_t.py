@@ -25,6 +25,7 @@ model = dict(
     decode_head=dict(in_channels=[64, 128, 320, 512], num_classes=150, norm_cfg=norm_cfg),
     auxiliary_head=dict(in_channels=320, num_classes=150, norm_cfg=norm_cfg))
 
+train_dataloader = dict(batch_size=2)
 optim_wrapper = dict(
     _delete_=True,
     type='OptimWrapper',
@@ -33,3 +34,4 @@ param_scheduler = [
     dict(type='LinearLR', start_factor=1e-6, by_epoch=False, begin=0, end=800),
     dict(type='PolyLR', eta_min=0.0, power=1.0, begin=800, end=160000, by_epoch=False),
 ]
+auto_scale_lr = dict(enable=False, base_batch_size=16)
