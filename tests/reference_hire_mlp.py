@@ -1,7 +1,7 @@
 """Test helpers around the straightforward formulation of Hire-MLP."""
 import torch
 
-from mmhire.models.backbones.hire_mlp_reference import (  # noqa: F401
+from mmhire.models.hire_mlp_reference import (  # noqa: F401
     ARCHS,
     REGION_SIZES,
     STEP_DILATIONS,

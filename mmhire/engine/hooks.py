@@ -22,6 +22,7 @@ from mmhire.utils.checkpoint import (
     partial_name,
     publish,
     shape_mismatches,
+    strip_module_prefix,
     write_text_atomic,
 )
 
@@ -200,7 +201,7 @@ class TrainingStateHook(Hook):
         tensors; ``partial_load=True`` in the config (``--partial-load``) lets ``load_from``
         load what fits, for fine-tuning."""
         bad, count = shape_mismatches(model, state_dict)
-        loaded = {k[len('module.'):] if k.startswith('module.') else k for k in state_dict}
+        loaded = strip_module_prefix(state_dict)
         missing = [k for k in model.state_dict() if k not in loaded]
         if not count and not missing:
             return

@@ -240,12 +240,71 @@ def shape_mismatches(model: torch.nn.Module, state_dict: Dict[str, Any],
     whose shapes differ from the model's, and returns them with the total count."""
     own = model.state_dict()
     bad = []
-    for key, value in state_dict.items():
-        key = key[len('module.'):] if key.startswith('module.') else key
+    for key, value in strip_module_prefix(state_dict).items():
         if key in own and hasattr(value, 'shape') and tuple(value.shape) != tuple(
                 own[key].shape):
             bad.append(f'{key}: checkpoint {tuple(value.shape)}, model {tuple(own[key].shape)}')
     return bad[:limit], len(bad)
+
+
+def strip_module_prefix(state_dict: Dict[str, Any]) -> Dict[str, Any]:
+    """``state_dict`` without the ``module.`` that (Distributed)DataParallel saves add."""
+    return {k[len('module.'):] if k.startswith('module.') else k: v
+            for k, v in state_dict.items()}
+
+
+def state_dict_of(checkpoint: Dict[str, Any]) -> Dict[str, Any]:
+    """The weights of a loaded checkpoint: its ``state_dict`` entry if it has one (mmengine's
+    files), else the file itself (a bare state dict), ``module.`` prefixes stripped."""
+    return strip_module_prefix(checkpoint.get('state_dict', checkpoint))
+
+
+def load_pretrained(module: torch.nn.Module, cfg: Dict[str, Any]) -> None:
+    """Loads ``init_cfg=dict(type='Pretrained', checkpoint=..., prefix=...)`` into
+    ``module``, strictly: a checkpoint with tensors of other shapes, or with none of the
+    module's keys, is refused with the keys that do not fit, and nothing is half-loaded.
+    Without a prefix, a whole classifier's ``backbone.`` part is taken when nothing else
+    fits."""
+    from mmengine.runner.checkpoint import _load_checkpoint, load_state_dict
+    name = type(module).__name__
+    path, prefix = cfg.get('checkpoint'), cfg.get('prefix')
+    if not path:
+        raise ValueError(f'{name}: init_cfg of type Pretrained needs checkpoint=<file or URL>')
+    state_dict = state_dict_of(
+        _load_checkpoint(path, map_location=cfg.get('map_location', 'cpu')))
+    if prefix:
+        prefix = prefix if prefix.endswith('.') else prefix + '.'
+        with_prefix = {k[len(prefix):]: v for k, v in state_dict.items()
+                       if k.startswith(prefix)}
+        if not with_prefix:
+            raise CheckpointError(
+                f'{name}: no key of Pretrained checkpoint {path!r} starts with '
+                f'prefix={prefix!r} (it has e.g. {sorted(state_dict)[:3]}); set prefix to '
+                f'the backbone\'s name in that checkpoint, or None for a bare backbone')
+        state_dict = with_prefix
+    own = module.state_dict()
+    if not prefix and not own.keys() & state_dict.keys():
+        # A whole classifier given without a prefix (the deprecated `pretrained`
+        # argument): its backbone is the part that can fit.
+        backbone = {k[len('backbone.'):]: v for k, v in state_dict.items()
+                    if k.startswith('backbone.')}
+        state_dict = backbone or state_dict
+    if not own.keys() & state_dict.keys():
+        raise CheckpointError(
+            f'{name}: Pretrained checkpoint {path!r} (prefix={prefix!r}) holds none of '
+            f'the backbone\'s keys (it has e.g. {sorted(state_dict)[:3]}). A released '
+            f'Hire-MLP file must first be converted with '
+            f'tools/model_converters/hire_mlp_to_mmhire.py; a converted classifier needs '
+            f"prefix='backbone.'")
+    bad, count = shape_mismatches(module, state_dict)
+    if count:
+        arch = getattr(module, 'arch_settings', None)
+        what = f'arch {arch["channels"]}/{arch["depths"]}' if arch else 'the model'
+        raise CheckpointError(
+            f'{name}: Pretrained checkpoint {path!r} does not fit {what}: {count} tensor(s) '
+            f'have other shapes, first {"; ".join(bad)}. Use the checkpoint converted for '
+            f'this arch')
+    load_state_dict(module, state_dict, strict=False, logger='current')
 
 
 def _fsync_dir(directory: str) -> None:

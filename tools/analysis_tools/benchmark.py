@@ -13,8 +13,9 @@ matrix product, so that the models' achieved GFLOP/s can be read as a fraction o
 machine can do. It writes ``benchmark.md`` (table), ``benchmark.json`` (all numbers) and
 ``benchmark.png`` (chart) to ``--out-dir``.
 
-Models: ``hire_{t,s,b}`` (mmhire's HireMLP, inference in deploy form, i.e. BatchNorm folded
-into the convolutions), ``hire_s_plain`` (mmhire's HireMLP without deploy folding),
+Models: ``hire_{t,s,b}`` (mmhire's HireMLP with its default ``fast_path='auto'``, inference
+in deploy form, i.e. BatchNorm folded into the convolutions), ``hire_s_plain`` (mmhire's
+HireMLP with ``fast_path='off'``: the plain formulation, without deploy folding),
 ``hire_s_reference`` (the straightforward formulation), ``hire_s_compiled`` (hire_s under
 ``torch.compile``), and mmpretrain's ``resnet50``, ``swin_t``, ``convnext_t``,
 ``poolformer_s24``. Every model is a whole ImageNet classifier: backbone, global average
@@ -58,11 +59,11 @@ class Classifier(nn.Module):
         return self.head(feat)
 
 
-def _hire(arch: str) -> Callable[[], nn.Module]:
+def _hire(arch: str, fast_path: str = 'auto') -> Callable[[], nn.Module]:
 
     def build():
         from mmhire.models import HireMLP
-        backbone = HireMLP(arch)
+        backbone = HireMLP(arch, fast_path=fast_path)
         return Classifier(backbone, backbone.channels[-1])
 
     return build
@@ -80,7 +81,7 @@ def _mmpretrain(cfg: dict, channels: int) -> Callable[[], nn.Module]:
 
 
 def _reference() -> nn.Module:
-    from mmhire.models.backbones.hire_mlp_reference import ReferenceHireMLPNet
+    from mmhire.models.hire_mlp_reference import ReferenceHireMLPNet
     return ReferenceHireMLPNet('small')  # already a whole classifier
 
 
@@ -88,7 +89,7 @@ BUILDERS: Dict[str, Callable[[], nn.Module]] = {
     'hire_t': _hire('tiny'),
     'hire_s': _hire('small'),
     'hire_b': _hire('base'),
-    'hire_s_plain': _hire('small'),
+    'hire_s_plain': _hire('small', fast_path='off'),
     'hire_s_compiled': _hire('small'),
     'hire_s_reference': _reference,
     'resnet50': _mmpretrain(dict(type='ResNet', depth=50), 2048),

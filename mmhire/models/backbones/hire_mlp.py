@@ -1,6 +1,12 @@
 """Hire-MLP: Vision MLP via Hierarchical Rearrangement (Guo et al., CVPR 2022).
 
-The building blocks come first, bottom-up; the registered :class:`HireMLP` backbone is last.
+The model as the paper describes it, in plain PyTorch on the module tree: the region MLP
+(inner-region rearrangement with the cross-region shift), the Hire module, the block, and
+the registered :class:`HireMLP` backbone last. Faster forms of a few steps (the 1x1
+convolution, the region fold, batch chunks in CPU inference) live in
+:mod:`mmhire.models.layers`, each beside its plain form and inside the module it speeds up;
+``fast_path='off'`` runs this file's formulation alone (see
+:mod:`mmhire.models.layers.switch`).
 """
 import copy
 import re
@@ -9,7 +15,6 @@ from typing import Dict, List, Optional, Sequence, Tuple, Union
 
 import torch
 import torch.nn as nn
-import torch.nn.functional as F
 import torch.utils.checkpoint as cp
 from mmcv.cnn import ConvModule, build_activation_layer, build_norm_layer
 from mmcv.cnn.bricks import DropPath
@@ -17,194 +22,20 @@ from mmengine.model import BaseModule, Sequential
 from mmengine.registry import MODELS
 from torch.nn.modules.batchnorm import _BatchNorm
 
-from mmhire.utils.checkpoint import CheckpointError, shape_mismatches
-from mmhire.utils.compat import autocast_dtype, is_compiling
+from mmhire.models.layers import (
+    PointwiseConv2d,
+    RegionGathers,
+    bn_affine,
+    check_mode,
+    fold_into_conv,
+    fold_regions,
+    unfold_regions,
+    use_fast_form,
+)
+from mmhire.utils.checkpoint import load_pretrained
 
 #: Smallest input side the backbone accepts: at 32 pixels the last stage is 1x1.
 MIN_INPUT_SIZE = 32
-
-
-def _traced() -> bool:
-    """Whether the forward pass is being traced (ONNX export) or compiled: those record the
-    plain operators, without the custom autograd functions and CPU-only shortcuts."""
-    return torch.jit.is_tracing() or is_compiling()
-
-
-def _tokens_last(x: torch.Tensor) -> bool:
-    """Whether ``x`` (B, C, H, W) is stored channels-last, i.e. as (B, H, W, C) tokens, and
-    not also contiguous in the usual layout (a 1x1 map is both: it takes the NCHW paths)."""
-    return x.is_contiguous(memory_format=torch.channels_last) and not x.is_contiguous()
-
-
-def _shift_pad_index(length: int, region_size: int, step: int) -> List[int]:
-    """Source position of each position of the shifted, wrap-padded sequence.
-
-    Position ``i`` of the result holds element ``((i mod length) - step) mod length`` of the
-    input: a circular shift by ``+step`` followed by a circular pad to a whole number of
-    regions, as many times around as needed, so any ``length`` works.
-    """
-    padded = -(-length // region_size) * region_size
-    return [(i % length - step) % length for i in range(padded)]
-
-
-def fold_index(length: int, region_size: int, step: int) -> torch.Tensor:
-    """One gather that shifts, wrap-pads and groups regions, region position first.
-
-    Gathering ``x`` (B, C, L, *) along L with this index gives (B, C, p * L/p, *) ordered as
-    (k, g) for position k of region g, which *is* (B, C*p, L/p, *) with channel ``c*p + k``:
-    the inner-region rearrangement costs no copy beyond the gather. Computed in Python, so
-    that tracing (ONNX export) records it as a constant.
-    """
-    source = _shift_pad_index(length, region_size, step)
-    groups = len(source) // region_size
-    return torch.tensor([source[g * region_size + k] for k in range(region_size)
-                         for g in range(groups)], dtype=torch.long)
-
-
-def unfold_index(length: int, region_size: int, step: int) -> torch.Tensor:
-    """The gather that undoes :func:`fold_index` for the output: position ``i`` takes padded
-    position ``r = (i + step) mod length``, which sits at ``(r mod p) * L/p + r // p`` of the
-    region-position-first layout; the padding is dropped."""
-    groups = -(-length // region_size)
-    rows = [(i + step) % length for i in range(length)]
-    return torch.tensor([(r % region_size) * groups + r // region_size for r in rows],
-                        dtype=torch.long)
-
-
-def _weight_grad(grad: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
-    """``sum_b grad[b] @ x[b]^T`` for grad (B, O, N) and x (B, C, N).
-
-    One batched product writes B partial (O, C) results and sums them, which is the fast way
-    while the maps are large; when ``N < O*C / (O+C)`` those partials are bigger than the
-    inputs (the late stages: 4x faster at 7x7 maps on the CPU), so the products accumulate
-    into one (O, C) result instead.
-    """
-    B, out_channels, N = grad.shape
-    in_channels = x.size(1)
-    if N * (out_channels + in_channels) >= out_channels * in_channels:
-        return torch.bmm(grad, x.transpose(1, 2)).sum(0)
-    out = torch.mm(grad[0], x[0].t())
-    for b in range(1, B):
-        out.addmm_(grad[b], x[b].t())
-    return out
-
-
-class _PointwiseFunction(torch.autograd.Function):
-    """``weight @ x[b] + bias`` for every image b of a (B, C, H, W) map, with the weight
-    gradient of :func:`_weight_grad`. The output is a tensor of its own, not a view, so the
-    in-place residual add after it costs autograd no copy. Under autocast, the products run
-    in the autocast dtype, as the plain operators would, and the gradients come back in the
-    inputs' dtypes."""
-
-    @staticmethod
-    def forward(ctx, x: torch.Tensor, weight: torch.Tensor,
-                bias: Optional[torch.Tensor]) -> torch.Tensor:
-        B, C, H, W = x.shape
-        dtype = autocast_dtype(x.device.type)
-        if dtype is not None:
-            x_, weight_ = x.to(dtype), weight.to(dtype)
-        else:
-            x_, weight_ = x, weight
-        ctx.save_for_backward(x_, weight_)
-        ctx.dtypes = (x.dtype, weight.dtype)
-        ctx.has_bias = bias is not None
-        out = x_.new_empty(B, weight.size(0), H, W)
-        flat = out.view(B, weight.size(0), H * W)
-        torch.bmm(weight_.expand(B, -1, -1), x_.reshape(B, C, H * W), out=flat)
-        if bias is not None:
-            flat.add_(bias.reshape(1, -1, 1).to(out.dtype))
-        return out
-
-    @staticmethod
-    def backward(ctx, grad: torch.Tensor):
-        x, weight = ctx.saved_tensors
-        B, C, H, W = x.shape
-        grad = grad.to(x.dtype).reshape(B, -1, H * W)
-        x = x.reshape(B, C, H * W)
-        grad_x = grad_weight = grad_bias = None
-        if ctx.needs_input_grad[0]:
-            grad_x = torch.bmm(weight.t().expand(B, -1, -1), grad).to(ctx.dtypes[0])
-            grad_x = grad_x.reshape(B, C, H, W)
-        if ctx.needs_input_grad[1]:
-            grad_weight = _weight_grad(grad, x).to(ctx.dtypes[1])
-        if ctx.has_bias and ctx.needs_input_grad[2]:
-            grad_bias = grad.sum(dim=(0, 2)).to(ctx.dtypes[1])
-        return grad_x, grad_weight, grad_bias
-
-
-class PointwiseConv2d(nn.Conv2d):
-    """A 1x1 convolution computed as one batched matrix product on the NCHW map.
-
-    On the CPU, oneDNN converts NCHW inputs to a blocked layout and back around every
-    convolution, which for the early, large maps costs more than the arithmetic;
-    ``weight (O, C) @ x (B, C, H*W)`` reads and writes NCHW directly. A channels-last input
-    (the layout :class:`HireMLP` trains in) is a (B*H*W, C) matrix instead, and the output is
-    channels-last too. Same parameters and state dict as ``nn.Conv2d(C, O, 1)``.
-    """
-
-    def __init__(self, in_channels: int, out_channels: int, bias: bool = True, **kwargs):
-        super().__init__(in_channels, out_channels, 1, bias=bias, **kwargs)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        B, C, H, W = x.shape
-        weight = self.weight.reshape(self.out_channels, C)
-        if _tokens_last(x):
-            # one (B*H*W, C) @ (C, O) product over the whole batch; channels-last out
-            return F.linear(x.permute(0, 2, 3, 1), weight, self.bias).permute(0, 3, 1, 2)
-        if torch.is_grad_enabled() and not _traced():
-            return _PointwiseFunction.apply(x, weight, self.bias)
-        # (B, O, C) @ (B, C, H*W) -> (B, O, H*W); the weight is expanded, not copied
-        out = torch.bmm(weight.expand(B, -1, -1), x.reshape(B, C, H * W))
-        if self.bias is not None:
-            # in place: bmm's backward needs its inputs, not its output, and reusing the
-            # buffer saves a large allocation (page faults on the CPU)
-            out.add_(self.bias.reshape(1, -1, 1).to(out.dtype))
-        return out.reshape(B, self.out_channels, H, W)
-
-
-def _bn_affine(bn: nn.Module) -> Tuple[torch.Tensor, torch.Tensor]:
-    """Eval-mode BatchNorm as ``scale * x + shift`` per channel."""
-    if not isinstance(bn, _BatchNorm) or not bn.track_running_stats:
-        raise TypeError(f'switch_to_deploy folds eval-mode BatchNorm only, found '
-                        f'{type(bn).__name__}; keep norm_cfg=dict(type="BN") to deploy')
-    scale = torch.rsqrt(bn.running_var + bn.eps)
-    if bn.affine:
-        scale = scale * bn.weight
-    shift = -bn.running_mean * scale
-    if bn.affine:
-        shift = shift + bn.bias
-    return scale, shift
-
-
-@torch.no_grad()
-def _fold_into_conv(conv: nn.Conv2d, in_affine=None, out_affine=None,
-                    repeat: int = 1) -> nn.Conv2d:
-    """A 1x1 (or any) convolution computing ``out_affine(conv(in_affine(x)))``.
-
-    ``in_affine`` is a per-input-channel (scale, shift) pair; with ``repeat`` > 1 each entry
-    applies to ``repeat`` consecutive input channels (the folded region positions).
-    """
-    weight = conv.weight.detach().clone()
-    bias = conv.bias.detach().clone() if conv.bias is not None else weight.new_zeros(
-        weight.size(0))
-    if in_affine is not None:
-        scale, shift = (t.repeat_interleave(repeat) for t in in_affine)
-        bias = bias + torch.einsum('oikl,i->o', weight, shift)
-        weight = weight * scale.reshape(1, -1, 1, 1)
-    if out_affine is not None:
-        scale, shift = out_affine
-        weight = weight * scale.reshape(-1, 1, 1, 1)
-        bias = bias * scale + shift
-    if isinstance(conv, PointwiseConv2d):
-        fused = PointwiseConv2d(conv.in_channels, conv.out_channels, bias=True,
-                                device=weight.device, dtype=weight.dtype)
-    else:
-        fused = nn.Conv2d(conv.in_channels, conv.out_channels, conv.kernel_size, conv.stride,
-                          conv.padding, conv.dilation, conv.groups, bias=True,
-                          device=weight.device, dtype=weight.dtype)
-    fused.weight.copy_(weight)
-    fused.bias.copy_(bias)
-    return fused
 
 
 class RegionMLP(BaseModule):
@@ -213,12 +44,8 @@ class RegionMLP(BaseModule):
     The feature map is shifted circularly by ``step`` along the axis, wrap-padded to a multiple
     of ``region_size``, and each run of ``region_size`` consecutive positions is folded into
     the channels (channel ``c * p + k`` holds position ``k``), where a two-layer MLP (1x1
-    convolutions) mixes them. The result is unfolded, cropped and shifted back.
-
-    Shift, pad and fold are one ``index_select`` (:func:`fold_index`), and unfold, crop and
-    shift back are another (:func:`unfold_index`). The width branch works on the transposed
-    map, so that its gathers, like the height branch's, move whole rows. A channels-last
-    input (training) takes :meth:`_forward_tokens`, which gathers whole tokens instead.
+    convolutions ``fc1`` and ``fc2`` with a norm and an activation between them) mixes them.
+    The result is unfolded, cropped and shifted back.
 
     Args:
         channels (int): Number of input and output channels ``C``.
@@ -229,6 +56,7 @@ class RegionMLP(BaseModule):
             Defaults to ``dict(type='BN')``.
         act_cfg (dict): Config of the activation between the MLP layers.
             Defaults to ``dict(type='ReLU')``.
+        fast_path (str): ``'auto'``, ``'on'`` or ``'off'``. Defaults to ``'auto'``.
         init_cfg (dict, optional): Initialization config. Defaults to None.
     """
 
@@ -239,6 +67,7 @@ class RegionMLP(BaseModule):
                  axis: str,
                  norm_cfg: dict = dict(type='BN'),
                  act_cfg: dict = dict(type='ReLU'),
+                 fast_path: str = 'auto',
                  init_cfg: Optional[dict] = None) -> None:
         super().__init__(init_cfg=init_cfg)
         if axis not in ('h', 'w'):
@@ -247,147 +76,35 @@ class RegionMLP(BaseModule):
         self.region_size = region_size
         self.step = step
         self.axis = axis
+        self.dim = 2 if axis == 'h' else 3
+        self.fast_path = check_mode(fast_path)
         hidden = channels // 2
-        self.fc1 = PointwiseConv2d(channels * region_size, hidden, bias=False)
+        self.fc1 = PointwiseConv2d(channels * region_size, hidden, bias=False,
+                                   fast_path=fast_path)
         self.norm = build_norm_layer(norm_cfg, hidden)[1]
         self.act = build_activation_layer(act_cfg)
-        self.fc2 = PointwiseConv2d(hidden, channels * region_size, bias=True)
-        self._indices: Dict[Tuple[str, int, torch.device], object] = {}
-
-    def _cached(self, kind: str, length: int, device: torch.device, build):
-        """``build()``'s index tensors for this kind and length, kept across calls."""
-        key = (kind, length, device)
-        if key not in self._indices:
-            # never an inference-mode tensor, which autograd refuses
-            with torch.inference_mode(False):
-                self._indices[key] = build()
-        return self._indices[key]
-
-    def _gathers(self, length: int, device: torch.device) -> Tuple[torch.Tensor, torch.Tensor]:
-        return self._cached('nchw', length, device,
-                            lambda: self._build_gathers(length, device))
-
-    def _build_gathers(self, length: int,
-                       device: torch.device) -> Tuple[torch.Tensor, torch.Tensor]:
-        return (
-            fold_index(length, self.region_size, self.step).to(device),
-            unfold_index(length, self.region_size, self.step).to(device))
-
-    def _token_gathers(self, height: int, width: int, device: torch.device
-                       ) -> Tuple[Optional[torch.Tensor], Optional[torch.Tensor]]:
-        """The fold and unfold gathers of the channels-last path, over the H*W tokens.
-
-        Fold: the rows of the result are the regions, each holding its ``p`` tokens in turn
-        (shifted and wrap-padded as in :func:`fold_index`). Unfold: token ``(i, j)`` takes
-        the position of shifted position ``(i + step) mod H`` (or ``j``) in those rows. None
-        where a gather would be the identity (width regions, no shift, W a multiple of p).
-        Built per call from the cached 1-D source positions, so that many input sizes cost
-        only those small tables.
-        """
-        p, step = self.region_size, self.step
-        length, other = (height, width) if self.axis == 'h' else (width, height)
-        if self.axis == 'w' and step == 0 and width % p == 0:
-            return None, None
-        source = self._sources(length, device)
-        groups = source.numel() // p
-        across = torch.arange(other, device=device)
-        shifted = (torch.arange(length, device=device) + step) % length
-        if self.axis == 'h':
-            # rows (g, j), tokens k within a row: source row g*p + k, column j
-            fold = source.reshape(groups, 1, p) * width + across.reshape(1, width, 1)
-            # token (i, j) sits at row (r // p, j), place r mod p, for r = (i + step) mod H
-            unfold = ((shifted // p) * (width * p) + shifted % p).reshape(
-                height, 1) + across.reshape(1, width) * p
-        else:
-            # rows (i, g), tokens k within a row: row i, source column g*p + k
-            fold = across.reshape(height, 1) * width + source.reshape(1, groups * p)
-            # token (i, j) sits at place (j + step) mod W of row i's groups*p tokens
-            unfold = across.reshape(height, 1) * (groups * p) + shifted.reshape(1, width)
-        return fold.reshape(-1), unfold.reshape(-1)
-
-    def _sources(self, length: int, device: torch.device) -> torch.Tensor:
-        return self._cached('sources', length, device, lambda: torch.tensor(
-            _shift_pad_index(length, self.region_size, self.step), device=device))
-
-    def _forward_tokens(self, x: torch.Tensor) -> torch.Tensor:
-        """The channels-last form: every 1x1 convolution is one matrix product over the
-        whole batch, with the region positions folded next to the channels (position-major:
-        column ``k*C + c``), so the convolutions' weights are reordered to match."""
-        B, C, H, W = x.shape
-        p = self.region_size
-        fold, unfold = self._token_gathers(H, W, x.device)
-        tokens = x.permute(0, 2, 3, 1).reshape(B, H * W, C)
-        if fold is not None:
-            tokens = tokens.index_select(1, fold)
-        rows = tokens.reshape(-1, p * C)
-        hidden = self.fc1.out_channels
-        # column c*p + k of the convolution weight -> column k*C + c
-        w1 = self.fc1.weight.reshape(hidden, C, p).transpose(1, 2).reshape(hidden, p * C)
-        y = F.linear(rows, w1, self.fc1.bias)
-        # (rows, hidden) as a channels-last map of B images for the norm layer
-        grid = (-(-H // p), W) if self.axis == 'h' else (H, -(-W // p))
-        y = y.reshape(B, *grid, hidden).permute(0, 3, 1, 2)
-        y = self.act(self.norm(y)).permute(0, 2, 3, 1).reshape(-1, hidden)
-        w2 = self.fc2.weight.reshape(C, p, hidden).transpose(0, 1).reshape(p * C, hidden)
-        b2 = self.fc2.bias.reshape(C, p).t().reshape(-1)
-        tokens = F.linear(y, w2, b2).reshape(B, -1, C)
-        if unfold is not None:
-            tokens = tokens.index_select(1, unfold)
-        return tokens.reshape(B, H, W, C).permute(0, 3, 1, 2)
+        self.fc2 = PointwiseConv2d(hidden, channels * region_size, bias=True,
+                                   fast_path=fast_path)
+        self.gathers = RegionGathers(region_size, step)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if _tokens_last(x):
-            return self._forward_tokens(x)
-        if self.axis == 'w':
-            # (B, C, H, W) -> (B, C, W, H), copied: gathering rows of the transposed view
-            # reads memory with a stride and costs more than the copy (5.0 vs 1.8 ms on a
-            # 16 x 64 x 56 x 56 map)
-            x = x.transpose(2, 3).contiguous()
-        B, C, L, M = x.shape
-        p = self.region_size
-        # traced: built afresh, so that the trace records them as constants
-        fold, unfold = (self._build_gathers(L, x.device) if _traced() else
-                        self._gathers(L, x.device))
-        # (B, C, L, M) -> (B, C, p * Lp/p, M) = (B, C*p, Lp/p, M)
-        x = x.index_select(2, fold).reshape(B, C * p, fold.numel() // p, M)
-        x = self.fc2(self.act(self.norm(self.fc1(x))))
-        # (B, C*p, Lp/p, M) = (B, C, p * Lp/p, M) -> (B, C, L, M)
-        x = x.reshape(B, C, fold.numel(), M).index_select(2, unfold)
-        # a contiguous result: the blend that follows runs 2-3x slower on a transposed one
-        return x.transpose(2, 3).contiguous() if self.axis == 'w' else x
+        length = x.size(self.dim)
+        if use_fast_form('region_gather', x, self.fast_path):
+            y = self.gathers.fold(x, self.dim)
+        else:
+            # (B, C, H, W) -> (B, C*p, Hp/p, W) for 'h', (B, C*p, H, Wp/p) for 'w'
+            y = fold_regions(x, self.dim, self.region_size, self.step)
+        y = self.fc2(self.act(self.norm(self.fc1(y))))
+        if use_fast_form('region_gather', x, self.fast_path):
+            return self.gathers.unfold(y, self.dim, length)
+        return unfold_regions(y, self.dim, self.region_size, self.step, length)
 
     def switch_to_deploy(self, in_affine=None) -> None:
         """Folds ``norm`` (and the preceding norm's ``in_affine``, which acts on the
         un-folded channels) into ``fc1``."""
-        self.fc1 = _fold_into_conv(self.fc1, in_affine, _bn_affine(self.norm),
-                                   repeat=self.region_size)
+        self.fc1 = fold_into_conv(self.fc1, in_affine, bn_affine(self.norm),
+                                  repeat=self.region_size)
         self.norm = nn.Identity()
-
-
-class _SummedSpatialMeans(torch.autograd.Function):
-    """``sum_i maps[i].mean(dim=(2, 3), keepdim=True)`` for maps of one shape, without
-    materialising the sum. The gradient reaching each map is one value per (image, channel),
-    returned as a broadcast view instead of a full map."""
-
-    @staticmethod
-    def forward(ctx, *maps: torch.Tensor) -> torch.Tensor:
-        ctx.shape = maps[0].shape
-        pooled = maps[0].mean(dim=(2, 3), keepdim=True)
-        for x in maps[1:]:
-            pooled = pooled + x.mean(dim=(2, 3), keepdim=True)
-        return pooled
-
-    @staticmethod
-    def backward(ctx, grad: torch.Tensor):
-        H, W = ctx.shape[2:]
-        grad = (grad / (H * W)).expand(ctx.shape)
-        return tuple(grad if needed else None for needed in ctx.needs_input_grad)
-
-
-def _summed_spatial_means(*maps: torch.Tensor) -> torch.Tensor:
-    if _traced():
-        return sum(x.mean(dim=(2, 3), keepdim=True) for x in maps)
-    return _SummedSpatialMeans.apply(*maps)
 
 
 class HireMixer(BaseModule):
@@ -403,6 +120,7 @@ class HireMixer(BaseModule):
             Defaults to ``dict(type='GELU')``.
         region_act_cfg (dict): Config of the activation inside the region MLPs.
             Defaults to ``dict(type='ReLU')``.
+        fast_path (str): ``'auto'``, ``'on'`` or ``'off'``. Defaults to ``'auto'``.
         init_cfg (dict, optional): Initialization config. Defaults to None.
     """
 
@@ -413,32 +131,32 @@ class HireMixer(BaseModule):
                  norm_cfg: dict = dict(type='BN'),
                  act_cfg: dict = dict(type='GELU'),
                  region_act_cfg: dict = dict(type='ReLU'),
+                 fast_path: str = 'auto',
                  init_cfg: Optional[dict] = None) -> None:
         super().__init__(init_cfg=init_cfg)
         self.channels = channels
-        self.height_mlp = RegionMLP(channels, region_size, step, 'h', norm_cfg, region_act_cfg)
-        self.width_mlp = RegionMLP(channels, region_size, step, 'w', norm_cfg, region_act_cfg)
-        self.channel_fc = PointwiseConv2d(channels, channels, bias=True)
+        self.height_mlp = RegionMLP(channels, region_size, step, 'h', norm_cfg, region_act_cfg,
+                                    fast_path)
+        self.width_mlp = RegionMLP(channels, region_size, step, 'w', norm_cfg, region_act_cfg,
+                                   fast_path)
+        self.channel_fc = PointwiseConv2d(channels, channels, bias=True, fast_path=fast_path)
         self.reweight = Sequential()
         self.reweight.add_module('fc1', nn.Conv2d(channels, channels // 4, 1, bias=True))
         self.reweight.add_module('act', build_activation_layer(act_cfg))
         self.reweight.add_module('fc2', nn.Conv2d(channels // 4, channels * 3, 1, bias=True))
-        self.proj = PointwiseConv2d(channels, channels, bias=True)
+        self.proj = PointwiseConv2d(channels, channels, bias=True, fast_path=fast_path)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         B, C = x.shape[:2]
         h = self.height_mlp(x)
         w = self.width_mlp(x)
         c = self.channel_fc(x)
-        # mean(h + w + c) as three reductions, without materialising the sum
-        pooled = _summed_spatial_means(h, w, c)
-        # (B, C, 1, 1) -> (B, 3C, 1, 1) -> (B, C, 3); channel c*3 + k weighs branch k of c
-        attn = self.reweight(pooled).reshape(B, C, 3).softmax(dim=2)
-        # (B, C, 3) -> 3 x (B, C, 1, 1)
-        a_h, a_w, a_c = (attn[..., k].reshape(B, C, 1, 1) for k in range(3))
-        # h * a_h + w * a_w + c * a_c in three passes over the maps instead of five
-        mixed = torch.addcmul(torch.mul(h, a_h), w, a_w)
-        return self.proj(mixed.addcmul_(c, a_c))
+        # (B, C, H, W) -> (B, C, 1, 1) -> (B, 3C, 1, 1)
+        attn = self.reweight((h + w + c).mean(dim=(2, 3), keepdim=True))
+        # (B, 3C, 1, 1) -> (B, C, 3), channel c*3 + k weighs branch k of channel c;
+        # softmax over the branches, then (B, C, 3) -> (3, B, C, 1, 1)
+        attn = attn.reshape(B, C, 3).softmax(dim=2).permute(2, 0, 1).reshape(3, B, C, 1, 1)
+        return self.proj(h * attn[0] + w * attn[1] + c * attn[2])
 
     def switch_to_deploy(self, in_affine=None) -> None:
         """Folds the region MLPs' norms, and ``in_affine`` (the block's ``norm1``), into the
@@ -446,7 +164,7 @@ class HireMixer(BaseModule):
         self.height_mlp.switch_to_deploy(in_affine)
         self.width_mlp.switch_to_deploy(in_affine)
         if in_affine is not None:
-            self.channel_fc = _fold_into_conv(self.channel_fc, in_affine)
+            self.channel_fc = fold_into_conv(self.channel_fc, in_affine)
 
 
 class HireBlock(BaseModule):
@@ -467,6 +185,7 @@ class HireBlock(BaseModule):
             Defaults to ``dict(type='ReLU')``.
         with_cp (bool): Trade compute for memory with gradient checkpointing.
             Defaults to False.
+        fast_path (str): ``'auto'``, ``'on'`` or ``'off'``. Defaults to ``'auto'``.
         init_cfg (dict, optional): Initialization config. Defaults to None.
     """
 
@@ -480,60 +199,25 @@ class HireBlock(BaseModule):
                  act_cfg: dict = dict(type='GELU'),
                  region_act_cfg: dict = dict(type='ReLU'),
                  with_cp: bool = False,
+                 fast_path: str = 'auto',
                  init_cfg: Optional[dict] = None) -> None:
         super().__init__(init_cfg=init_cfg)
         self.with_cp = with_cp
         self.step = step
         self.norm1 = build_norm_layer(norm_cfg, channels)[1]
         self.token_mixer = HireMixer(channels, region_size, step, norm_cfg, act_cfg,
-                                     region_act_cfg)
+                                     region_act_cfg, fast_path)
         self.norm2 = build_norm_layer(norm_cfg, channels)[1]
         hidden = int(channels * mlp_ratio)
         self.mlp = Sequential()
-        self.mlp.add_module('fc1', PointwiseConv2d(channels, hidden, bias=True))
+        self.mlp.add_module('fc1', PointwiseConv2d(channels, hidden, fast_path=fast_path))
         self.mlp.add_module('act', build_activation_layer(act_cfg))
-        self.mlp.add_module('fc2', PointwiseConv2d(hidden, channels, bias=True))
+        self.mlp.add_module('fc2', PointwiseConv2d(hidden, channels, fast_path=fast_path))
         self.drop_path = DropPath(drop_path_rate) if drop_path_rate > 0 else nn.Identity()
 
-    #: Positions per tile of the inference-time channel MLP: the hidden tile
-    #: (``mlp_ratio * C`` x this) stays in the CPU cache between the two matrix products.
-    MLP_TILE = 2048
-
     def _inner_forward(self, x: torch.Tensor) -> torch.Tensor:
-        if ((isinstance(self.drop_path, nn.Identity) or not self.training)
-                and not _tokens_last(x)):
-            # the branch outputs are fresh tensors no backward needs: add in place (not
-            # channels-last, where they are views, and autograd would copy for the add)
-            x = self.token_mixer(self.norm1(x)).add_(x)
-            if self._tile_mlp(x):
-                return self._tiled_mlp_residual(self.norm2(x), x)
-            return self.mlp(self.norm2(x)).add_(x)
         x = x + self.drop_path(self.token_mixer(self.norm1(x)))
         return x + self.drop_path(self.mlp(self.norm2(x)))
-
-    def _tile_mlp(self, x: torch.Tensor) -> bool:
-        """Tile the channel MLP in float32/64 CPU inference on large maps; tracing,
-        compiling, autocast and autograd take the plain path."""
-        return (not torch.is_grad_enabled() and x.device.type == 'cpu'
-                and x.shape[2] * x.shape[3] >= self.MLP_TILE
-                and autocast_dtype('cpu') is None and not _traced())
-
-    def _tiled_mlp_residual(self, y: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
-        """``x + mlp(y)`` computed tile by tile, so that the 4x wider hidden map is never
-        written to memory as a whole: on the first stage's maps this is the difference
-        between a memory-bound and a compute-bound MLP."""
-        B, C, H, W = x.shape
-        fc1, fc2 = self.mlp.fc1, self.mlp.fc2
-        w1, b1 = fc1.weight.reshape(fc1.out_channels, C), fc1.bias.reshape(-1, 1)
-        w2, b2 = fc2.weight.reshape(C, fc2.in_channels), fc2.bias.reshape(-1, 1)
-        ys, xs = y.reshape(B, C, H * W), x.reshape(B, C, H * W)
-        out = torch.empty_like(xs)
-        for b in range(B):
-            for start in range(0, H * W, self.MLP_TILE):
-                end = min(start + self.MLP_TILE, H * W)
-                hidden = self.mlp.act(torch.addmm(b1, w1, ys[b, :, start:end]))
-                out[b, :, start:end] = torch.addmm(xs[b, :, start:end], w2, hidden).add_(b2)
-        return out.reshape(B, C, H, W)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.with_cp and x.requires_grad:
@@ -544,8 +228,8 @@ class HireBlock(BaseModule):
         """Folds ``norm1`` into the Hire module's first convolutions and ``norm2`` into
         ``mlp.fc1`` (the pad is circular, so a per-channel affine commutes with the shift,
         pad and fold)."""
-        self.token_mixer.switch_to_deploy(_bn_affine(self.norm1))
-        self.mlp.fc1 = _fold_into_conv(self.mlp.fc1, _bn_affine(self.norm2))
+        self.token_mixer.switch_to_deploy(bn_affine(self.norm1))
+        self.mlp.fc1 = fold_into_conv(self.mlp.fc1, bn_affine(self.norm2))
         self.norm1 = nn.Identity()
         self.norm2 = nn.Identity()
 
@@ -585,6 +269,12 @@ class HireMLP(BaseModule):
             convolutions and inside the region MLPs. Defaults to ``dict(type='ReLU')``.
         with_cp (bool): Use gradient checkpointing in every block, which saves memory at the
             cost of a second forward pass. Defaults to False.
+        fast_path (str): ``'auto'`` runs the fast forms of :mod:`mmhire.models.layers` where
+            they were measured to win on this kind of CPU, ``'on'`` wherever they apply (CPU
+            inference), ``'off'`` never: the plain formulation on the same parameters.
+            :func:`mmhire.models.layers.fast_path` (a context manager) and the
+            ``MMHIRE_FAST_PATH`` environment variable override ``'auto'``.
+            Defaults to ``'auto'``.
         init_cfg (dict | list[dict], optional): Initialization config. Defaults to truncated
             normal (std 0.02) weights and zero biases for convolutions and linear layers, and
             weight 1, bias 0 for norm layers.
@@ -634,6 +324,7 @@ class HireMLP(BaseModule):
                  act_cfg: dict = dict(type='GELU'),
                  conv_act_cfg: dict = dict(type='ReLU'),
                  with_cp: bool = False,
+                 fast_path: str = 'auto',
                  init_cfg: Optional[Union[dict, List[dict]]] = [
                      dict(type='TruncNormal', layer=['Conv2d', 'Linear'], std=.02, bias=0.),
                      dict(type='Constant', layer=['_BatchNorm', 'GroupNorm', 'LayerNorm'],
@@ -659,6 +350,7 @@ class HireMLP(BaseModule):
         self.norm_eval = norm_eval
         self.deploy = False
         self.with_cp = with_cp
+        self.fast_path = check_mode(fast_path)
 
         total = sum(depths)
         rates = [drop_path_rate * k / max(total - 1, 1) for k in range(total)]
@@ -687,7 +379,8 @@ class HireMLP(BaseModule):
                     norm_cfg=norm_cfg,
                     act_cfg=act_cfg,
                     region_act_cfg=conv_act_cfg,
-                    with_cp=with_cp) for j in range(depth)
+                    with_cp=with_cp,
+                    fast_path=fast_path) for j in range(depth)
             ]
             block_id += depth
             self.stages.append(Sequential(*blocks))
@@ -801,50 +494,7 @@ class HireMLP(BaseModule):
             super().init_weights()
         finally:
             self.init_cfg = original
-        self._load_pretrained(pretrained[-1])
-
-    def _load_pretrained(self, cfg: dict) -> None:
-        from mmengine.runner.checkpoint import _load_checkpoint, load_state_dict
-        path, prefix = cfg.get('checkpoint'), cfg.get('prefix')
-        if not path:
-            raise ValueError('HireMLP: init_cfg of type Pretrained needs checkpoint=<file or '
-                             'URL>')
-        checkpoint = _load_checkpoint(path, map_location=cfg.get('map_location', 'cpu'))
-        state_dict = checkpoint.get('state_dict', checkpoint)
-        state_dict = {k[len('module.'):] if k.startswith('module.') else k: v
-                      for k, v in state_dict.items()}
-        if prefix:
-            prefix = prefix if prefix.endswith('.') else prefix + '.'
-            with_prefix = {k[len(prefix):]: v for k, v in state_dict.items()
-                           if k.startswith(prefix)}
-            if not with_prefix:
-                raise CheckpointError(
-                    f'HireMLP: no key of Pretrained checkpoint {path!r} starts with '
-                    f'prefix={prefix!r} (it has e.g. {sorted(state_dict)[:3]}); set prefix to '
-                    f'the backbone\'s name in that checkpoint, or None for a bare backbone')
-            state_dict = with_prefix
-        own = self.state_dict()
-        if not prefix and not own.keys() & state_dict.keys():
-            # A whole classifier given without a prefix (the deprecated `pretrained`
-            # argument): its backbone is the part that can fit.
-            backbone = {k[len('backbone.'):]: v for k, v in state_dict.items()
-                        if k.startswith('backbone.')}
-            state_dict = backbone or state_dict
-        if not own.keys() & state_dict.keys():
-            raise CheckpointError(
-                f'HireMLP: Pretrained checkpoint {path!r} (prefix={prefix!r}) holds none of '
-                f'the backbone\'s keys (it has e.g. {sorted(state_dict)[:3]}). A released '
-                f'Hire-MLP file must first be converted with '
-                f'tools/model_converters/hire_mlp_to_mmhire.py; a converted classifier needs '
-                f"prefix='backbone.'")
-        bad, count = shape_mismatches(self, state_dict)
-        if count:
-            raise CheckpointError(
-                f'HireMLP: Pretrained checkpoint {path!r} does not fit arch '
-                f'{self.arch_settings["channels"]}/{self.arch_settings["depths"]}: '
-                f'{count} tensor(s) have other shapes, first {"; ".join(bad)}. Use the '
-                f'checkpoint converted for this arch')
-        load_state_dict(self, state_dict, strict=False, logger='current')
+        load_pretrained(self, pretrained[-1])
 
     def _freeze_stages(self) -> None:
         if self.frozen_stages < 0:
@@ -880,18 +530,12 @@ class HireMLP(BaseModule):
         ``H_0 = floor((H - 3) / 4) + 1`` after the stem and ``H_{i+1} = ceil(H_i / 2)``.
         """
         self._check_input(x)
-        # with autograd, the stages run channels-last: each 1x1 convolution is then one
-        # matrix product over the batch, forward and backward (a 4-5% faster training step
-        # on the CPU); inference keeps NCHW, where deploy folding and chunking apply
-        tokens = torch.is_grad_enabled() and not _traced()
         outs = []
         for i in range(self.num_stages):
             x = self.downsample_layers[i](x)
-            if tokens:
-                x = x.contiguous(memory_format=torch.channels_last)
             x = self._run_stage(self.stages[i], x)
             if i in self.out_indices:
-                outs.append(getattr(self, f'norm{i}')(x).contiguous())
+                outs.append(getattr(self, f'norm{i}')(x))
         return tuple(outs)
 
     #: Elements (per image: channels x height x width) of the feature map that one chunk of
@@ -900,17 +544,18 @@ class HireMLP(BaseModule):
     INFER_CHUNK_ELEMENTS = 2**20
 
     def _run_stage(self, stage: nn.Module, x: torch.Tensor) -> torch.Tensor:
-        """Runs ``stage`` on ``x``; in CPU inference on large maps, a few images at a time.
+        """Runs ``stage`` on ``x``; with the ``batch_chunks`` fast form (CPU inference), a
+        few images at a time.
 
         Inference treats every image on its own (BatchNorm uses its running statistics), so
         splitting the batch changes no number, while the smaller working set cuts the time of
-        the memory-bound work on the early, large maps (1.7x on the first stage at 448x448).
-        Training, autograd, tracing and compiling take the whole batch.
+        the memory-bound work on the early, large maps (docs/benchmarks.md). The stage's
+        modules run once per chunk. Training mode takes the whole batch.
         """
         per_image = x.numel() // max(x.size(0), 1)
         chunk = max(1, self.INFER_CHUNK_ELEMENTS // max(per_image, 1))
-        if (chunk >= x.size(0) or stage.training or torch.is_grad_enabled()
-                or x.device.type != 'cpu' or _traced()):
+        if (chunk >= x.size(0) or stage.training
+                or not use_fast_form('batch_chunks', x, self.fast_path)):
             return stage(x)
         return torch.cat([stage(part) for part in x.split(chunk)])
 
@@ -922,7 +567,7 @@ class HireMLP(BaseModule):
         if self.deploy:
             return self
         for layer in self.downsample_layers:
-            layer.conv = _fold_into_conv(layer.conv, out_affine=_bn_affine(layer.norm))
+            layer.conv = fold_into_conv(layer.conv, out_affine=bn_affine(layer.norm))
             layer.with_norm = False
             delattr(layer, layer.norm_name)
             layer.norm_name = None
@@ -946,4 +591,4 @@ class HireMLP(BaseModule):
         return self
 
 
-__all__ = ['HireMLP', 'HireBlock', 'HireMixer', 'PointwiseConv2d', 'RegionMLP', 'MIN_INPUT_SIZE']
+__all__ = ['HireMLP', 'HireBlock', 'HireMixer', 'RegionMLP', 'MIN_INPUT_SIZE']

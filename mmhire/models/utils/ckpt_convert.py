@@ -5,6 +5,8 @@ from typing import Callable, Dict, List, Mapping, Optional, Tuple
 
 import torch
 
+from mmhire.utils.checkpoint import strip_module_prefix
+
 # (pattern on a released key, function of the match giving the mmpretrain key).
 # Released layout: network.{0,2,4,6} are the stages, network.{1,3,5} the downsampling layers.
 _BLOCK_PARTS = {
@@ -54,7 +56,7 @@ def convert_hire_mlp(state_dict: Mapping[str, torch.Tensor]) -> 'OrderedDict[str
     Raises:
         KeyError: If any key has no counterpart, naming every such key.
     """
-    keys = [k[len('module.'):] if k.startswith('module.') else k for k in state_dict]
+    keys = list(strip_module_prefix(state_dict))
     last = _num_stages(keys) - 1
     rules: List[Tuple[re.Pattern, Callable[[re.Match], Optional[str]]]] = [
         (_BLOCK_RE, lambda m: None if int(m.group(1)) % 2 else

@@ -9,13 +9,8 @@ from reference_hire_mlp import ARCHS, ReferenceHireMLPNet, randomize_
 from torch.nn.modules.batchnorm import _BatchNorm
 
 from mmhire.models import HireMLP
-from mmhire.models.backbones.hire_mlp import (
-    MIN_INPUT_SIZE,
-    HireBlock,
-    PointwiseConv2d,
-    RegionMLP,
-    _SummedSpatialMeans,
-)
+from mmhire.models.backbones.hire_mlp import MIN_INPUT_SIZE, HireBlock
+from mmhire.models.layers import fast_path
 from mmhire.models.utils import convert_hire_mlp
 
 ARCH_NAMES = ['tiny', 'small', 'base', 'large']
@@ -302,7 +297,13 @@ class TestHireMLPTraining:
 
 @pytest.mark.floor
 class TestAgainstReference:
-    """The backbone against the plain SPEC re-implementation in reference_hire_mlp.py."""
+    """The backbone against the plain SPEC re-implementation in reference_hire_mlp.py, with
+    the fast forms everywhere they apply and with the plain formulation alone."""
+
+    @pytest.fixture(autouse=True, params=['on', 'off'])
+    def fast_forms(self, request):
+        with fast_path(request.param):
+            yield request.param
 
     SIZES = [(224, 224), (193, 257), (33, 97), (64, 64), (130, 98)]
 
@@ -453,7 +454,7 @@ _PROPERTY_MODEL = HireMLP(
 def test_reference_rearrangement_matches_definition(dim, p, shape):
     from reference_hire_mlp import regions_to_channels_by_definition
 
-    from mmhire.models.backbones.hire_mlp_reference import channels_to_regions, regions_to_channels
+    from mmhire.models.hire_mlp_reference import channels_to_regions, regions_to_channels
     x = torch.randn(shape)
     folded = regions_to_channels(x, dim, p)
     assert torch.equal(folded, regions_to_channels_by_definition(x, dim, p))
@@ -508,158 +509,9 @@ def test_bf16_autocast_stays_close_to_float32():
     assert ((got - expected).norm(dim=1) / expected.norm(dim=1)).max() <= 1e-2
 
 
-def test_tiled_inference_mlp_equals_the_plain_one():
-    """The cache-sized tiles of the channel MLP (CPU inference without autograd, maps of at
-    least MLP_TILE positions) give what the plain formulation gives."""
-    block = _trained_like(HireBlock(16, region_size=4, step=2), seed=7)
-    x = torch.randn(2, 16, 50, 47)  # 2350 positions: one full tile and a partial one
-    assert x.shape[2] * x.shape[3] >= HireBlock.MLP_TILE
-    with torch.no_grad():
-        assert block._tile_mlp(x)
-        tiled = block(x)
-    plain = block(x)  # autograd on: the plain path
-    assert not torch.equal(tiled, x)
-    torch.testing.assert_close(tiled, plain.detach(), rtol=1e-5, atol=1e-5)
-
-
-def test_chunked_inference_equals_the_whole_batch(monkeypatch):
-    """CPU inference runs a stage a few images at a time when the maps are large; the outputs
-    equal those of the whole batch, and training (batch statistics) takes the whole batch."""
-    model = _trained_like(HireMLP('tiny', out_indices=(0, 1, 2, 3)), seed=8)
-    x = torch.randn(5, 3, 96, 80, generator=torch.Generator().manual_seed(9))
-    with torch.no_grad():
-        whole = model(x)
-    # per image, stage 0 holds 64 x 24 x 20 = 30720 elements: chunks of 2, 2 and 1 images
-    monkeypatch.setattr(HireMLP, 'INFER_CHUNK_ELEMENTS', 2 * 30720)
-    sizes = []
-    hook = model.stages[0].register_forward_pre_hook(lambda m, args: sizes.append(len(args[0])))
-    with torch.no_grad():
-        chunked = model(x)
-    assert sizes == [2, 2, 1]
-    for got, expected in zip(chunked, whole):
-        torch.testing.assert_close(got, expected, rtol=1e-6, atol=1e-6)
-    sizes.clear()
-    model.train()(x)
-    with torch.no_grad():
-        model(x)  # train mode without autograd: BatchNorm still uses the batch statistics
-    assert sizes == [5, 5]
-    hook.remove()
-
-
-# (B, C, out channels, H, W): large maps take the batched weight gradient, small ones the
-# accumulated one
-@pytest.mark.parametrize('shape', [(2, 5, 7, 3, 4), (3, 40, 30, 1, 2)])
-def test_pointwise_conv_gradients_equal_conv2d(shape):
-    B, C, out_channels, H, W = shape
-    conv = PointwiseConv2d(C, out_channels).double()
-    x = torch.randn(B, C, H, W, dtype=torch.float64, requires_grad=True)
-    out = conv(x)
-    expected = nn.functional.conv2d(x, conv.weight, conv.bias)
-    torch.testing.assert_close(out, expected)
-    grad = torch.randn_like(out)
-    params = [x, conv.weight, conv.bias]
-    for got, want in zip(torch.autograd.grad(out, params, grad),
-                         torch.autograd.grad(expected, params, grad)):
-        torch.testing.assert_close(got, want, rtol=1e-12, atol=1e-12)
-    assert torch.autograd.gradgradcheck(conv, (x, ))
-
-
-def test_pointwise_conv_under_autocast():
-    """bf16 autocast: bf16 products like conv2d's, gradients in the parameters' dtype."""
-    conv = PointwiseConv2d(64, 48)
-    x = torch.randn(4, 64, 9, 9, requires_grad=True)
-    with torch.autocast('cpu', dtype=torch.bfloat16):
-        out = conv(x)
-        expected = nn.functional.conv2d(x, conv.weight, conv.bias)
-    assert out.dtype == expected.dtype == torch.bfloat16
-    grad = torch.randn(out.shape, dtype=torch.bfloat16)
-    params = [x, conv.weight, conv.bias]
-    for got, want in zip(torch.autograd.grad(out, params, grad),
-                         torch.autograd.grad(expected, params, grad)):
-        assert got.dtype == want.dtype == torch.float32
-        assert (got - want).norm() <= 1e-2 * want.norm()
-
-
-def test_summed_spatial_means_gradients():
-    maps = [torch.randn(2, 3, 4, 5, dtype=torch.float64, requires_grad=True) for _ in range(3)]
-    pooled = _SummedSpatialMeans.apply(*maps)
-    torch.testing.assert_close(pooled, sum(x.mean(dim=(2, 3), keepdim=True) for x in maps))
-    assert torch.autograd.gradcheck(_SummedSpatialMeans.apply, maps)
-    assert torch.autograd.gradgradcheck(_SummedSpatialMeans.apply, maps)
-
-
 def test_empty_batch_gives_empty_outputs():
     model = HireMLP('tiny', out_indices=(0, 1, 2, 3)).eval()
     with torch.no_grad():
         outs = model(torch.zeros(0, 3, 64, 64))
     assert [tuple(out.shape) for out in outs] == [
         (0, c, h, w) for c, (h, w) in zip(model.channels, expected_hw(64, 64))]
-
-
-def _outputs_and_grads(module, x):
-    out = module(x)
-    grad = torch.randn(out.shape, dtype=out.dtype, generator=torch.Generator().manual_seed(3))
-    inputs = [x] + [p for p in module.parameters() if p.requires_grad]
-    return out, torch.autograd.grad(out, inputs, grad)
-
-
-def _assert_same_outputs_and_grads(module, x, rtol=1e-10):
-    """``module`` gives the same outputs and gradients for NCHW and channels-last copies of
-    ``x``, and keeps the channels-last layout."""
-    x = x.detach().requires_grad_()
-    x_last = x.detach().contiguous(memory_format=torch.channels_last).requires_grad_()
-    expected, expected_grads = _outputs_and_grads(module, x)
-    got, got_grads = _outputs_and_grads(module, x_last)
-    assert got.is_contiguous(memory_format=torch.channels_last) and not got.is_contiguous()
-    torch.testing.assert_close(got, expected, rtol=rtol, atol=rtol)
-    for g, e in zip(got_grads, expected_grads):
-        torch.testing.assert_close(g, e, rtol=rtol, atol=rtol)
-
-
-def test_pointwise_conv_channels_last():
-    conv = PointwiseConv2d(5, 7).double()
-    _assert_same_outputs_and_grads(conv, torch.randn(3, 5, 4, 6, dtype=torch.float64))
-
-
-# (H, W, region size, step): regions that tile the map or not, shifts, a wrap-pad longer
-# than the map, and (width axis, no shift, W a multiple of p) the case without gathers
-@pytest.mark.parametrize('axis', ['h', 'w'])
-@pytest.mark.parametrize('height,width,region_size,step',
-                         [(8, 12, 4, 0), (7, 10, 3, 1), (5, 9, 2, 1), (9, 9, 3, 2), (3, 5, 4, 3)])
-def test_region_mlp_channels_last_equals_nchw(axis, height, width, region_size, step):
-    """Training runs the region MLPs channels-last: folding the region positions next to the
-    channels and reordering the weights gives the NCHW form's outputs and gradients."""
-    torch.manual_seed(0)
-    mlp = RegionMLP(6, region_size, step, axis).double().train()
-    x = torch.randn(2, 6, height, width, dtype=torch.float64)
-    _assert_same_outputs_and_grads(mlp, x)
-
-
-def test_deployed_region_mlp_channels_last_equals_nchw():
-    """After deploy folding, fc1 has a bias, and the norm is gone."""
-    torch.manual_seed(0)
-    mlp = RegionMLP(6, 3, 1, 'h').double()
-    randomize_bn_(mlp, torch.Generator().manual_seed(1)).eval()
-    mlp.switch_to_deploy()
-    _assert_same_outputs_and_grads(mlp, torch.randn(2, 6, 7, 5, dtype=torch.float64))
-
-
-def test_block_channels_last_equals_nchw():
-    torch.manual_seed(0)
-    block = HireBlock(8, region_size=3, step=1).double().train()
-    _assert_same_outputs_and_grads(block, torch.randn(2, 8, 7, 11, dtype=torch.float64))
-
-
-def test_training_runs_channels_last_and_returns_nchw():
-    """With autograd, the stages see channels-last maps and the outputs are plain NCHW
-    tensors; without it (inference), the stages see NCHW maps."""
-    model = HireMLP('tiny', out_indices=(0, 1, 2, 3))
-    layouts = []
-    hook = model.stages[1].register_forward_pre_hook(
-        lambda m, args: layouts.append(args[0].is_contiguous()))
-    outs = model(torch.randn(2, 3, 64, 64))
-    assert all(out.is_contiguous() for out in outs)
-    with torch.no_grad():
-        model.eval()(torch.randn(2, 3, 64, 64))
-    assert layouts == [False, True]
-    hook.remove()
