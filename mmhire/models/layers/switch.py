@@ -92,7 +92,7 @@ FORMS = {
     # a 1x1 convolution as one batched matrix product on the NCHW map
     'pointwise_bmm': frozenset({'intel'}),
     # a stage run on cache-sized chunks of the batch
-    'batch_chunks': frozenset({'intel'}),
+    'batch_chunks': frozenset({'intel', 'amd'}),
 }
 
 
