@@ -34,3 +34,15 @@ def randomize_(model, seed=0):
                 fan_in = tensor[0].numel() if tensor.dim() > 1 else 1
                 tensor.copy_(torch.randn(tensor.shape, generator=gen) / fan_in**0.5)
     return model
+
+
+def randomize_bn_(model, gen):
+    """BatchNorm statistics and affine parameters away from the 0/1 defaults."""
+    with torch.no_grad():
+        for module in model.modules():
+            if isinstance(module, torch.nn.BatchNorm2d):
+                module.running_mean.uniform_(-0.1, 0.1, generator=gen)
+                module.running_var.uniform_(0.5, 1.5, generator=gen)
+                module.weight.uniform_(0.5, 1.5, generator=gen)
+                module.bias.uniform_(-0.1, 0.1, generator=gen)
+    return model

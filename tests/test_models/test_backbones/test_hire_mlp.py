@@ -5,7 +5,7 @@ import torch
 import torch.nn as nn
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from reference_hire_mlp import ARCHS, ReferenceHireMLPNet, randomize_
+from reference_hire_mlp import ARCHS, ReferenceHireMLPNet, randomize_, randomize_bn_
 from torch.nn.modules.batchnorm import _BatchNorm
 
 from mmhire.models import HireMLP
@@ -59,18 +59,6 @@ def stage_errors(model, reference, x):
         for hook in hooks:
             hook.remove()
     return [float((outs[k] - e).abs().max() / e.abs().max()) for k, e in enumerate(expected)]
-
-
-def randomize_bn_(model, gen):
-    """BatchNorm statistics and affine parameters away from the 0/1 defaults."""
-    with torch.no_grad():
-        for module in model.modules():
-            if isinstance(module, nn.BatchNorm2d):
-                module.running_mean.uniform_(-0.1, 0.1, generator=gen)
-                module.running_var.uniform_(0.5, 1.5, generator=gen)
-                module.weight.uniform_(0.5, 1.5, generator=gen)
-                module.bias.uniform_(-0.1, 0.1, generator=gen)
-    return model
 
 
 class TestHireMLPArch:

@@ -5,6 +5,7 @@ import copy
 import pytest
 import torch
 import torch.nn as nn
+from reference_hire_mlp import randomize_bn_ as randomize_bn
 
 from mmhire.models import HireMLP
 from mmhire.models.backbones.hire_mlp import HireBlock, RegionMLP
@@ -21,15 +22,7 @@ from mmhire.models.layers import (
 
 
 def randomize_bn_(model, seed=0):
-    gen = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for module in model.modules():
-            if isinstance(module, nn.BatchNorm2d):
-                module.running_mean.uniform_(-0.1, 0.1, generator=gen)
-                module.running_var.uniform_(0.5, 1.5, generator=gen)
-                module.weight.uniform_(0.5, 1.5, generator=gen)
-                module.bias.uniform_(-0.1, 0.1, generator=gen)
-    return model
+    return randomize_bn(model, torch.Generator().manual_seed(seed))
 
 
 def run(module, x, mode):
