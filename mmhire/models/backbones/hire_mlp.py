@@ -89,13 +89,14 @@ class RegionMLP(BaseModule):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         length = x.size(self.dim)
-        if use_fast_form('region_gather', x, self.fast_path):
+        gather = use_fast_form('region_gather', x, self.fast_path)
+        if gather:
             y = self.gathers.fold(x, self.dim)
         else:
             # (B, C, H, W) -> (B, C*p, Hp/p, W) for 'h', (B, C*p, H, Wp/p) for 'w'
             y = fold_regions(x, self.dim, self.region_size, self.step)
         y = self.fc2(self.act(self.norm(self.fc1(y))))
-        if use_fast_form('region_gather', x, self.fast_path):
+        if gather:
             return self.gathers.unfold(y, self.dim, length)
         return unfold_regions(y, self.dim, self.region_size, self.step, length)
 
