@@ -259,6 +259,11 @@ def state_dict_of(checkpoint: Dict[str, Any]) -> Dict[str, Any]:
     return strip_module_prefix(checkpoint.get('state_dict', checkpoint))
 
 
+def _under_prefix(state_dict: Dict[str, Any], prefix: str) -> Dict[str, Any]:
+    """The entries whose keys start with ``prefix``, with the prefix removed."""
+    return {k[len(prefix):]: v for k, v in state_dict.items() if k.startswith(prefix)}
+
+
 def load_pretrained(module: torch.nn.Module, cfg: Dict[str, Any]) -> None:
     """Loads ``init_cfg=dict(type='Pretrained', checkpoint=..., prefix=...)`` into
     ``module``, strictly: a checkpoint with tensors of other shapes, or with none of the
@@ -274,8 +279,7 @@ def load_pretrained(module: torch.nn.Module, cfg: Dict[str, Any]) -> None:
         _load_checkpoint(path, map_location=cfg.get('map_location', 'cpu')))
     if prefix:
         prefix = prefix if prefix.endswith('.') else prefix + '.'
-        with_prefix = {k[len(prefix):]: v for k, v in state_dict.items()
-                       if k.startswith(prefix)}
+        with_prefix = _under_prefix(state_dict, prefix)
         if not with_prefix:
             raise CheckpointError(
                 f'{name}: no key of Pretrained checkpoint {path!r} starts with '
@@ -286,9 +290,7 @@ def load_pretrained(module: torch.nn.Module, cfg: Dict[str, Any]) -> None:
     if not prefix and not own.keys() & state_dict.keys():
         # A whole classifier given without a prefix (the deprecated `pretrained`
         # argument): its backbone is the part that can fit.
-        backbone = {k[len('backbone.'):]: v for k, v in state_dict.items()
-                    if k.startswith('backbone.')}
-        state_dict = backbone or state_dict
+        state_dict = _under_prefix(state_dict, 'backbone.') or state_dict
     if not own.keys() & state_dict.keys():
         raise CheckpointError(
             f'{name}: Pretrained checkpoint {path!r} (prefix={prefix!r}) holds none of '
