@@ -1,5 +1,9 @@
-# Hire-MLP-base on ImageNet-1k: 8 GPUs x 128 images = total batch 1024, 300 epochs
-# + 10 cool-down, AdamW lr 5e-4 x 1024 / 512, drop path 0.2.
+# Hire-MLP-base classifier on ImageNet-1k, 224x224.
+# Source: the release's ImageNet command for base (train.py on 8 GPUs, 128 images each, drop
+# path 0.2) and its DeiT-style recipe (configs/_base_/hire_mlp_in1k_recipe.py).
+# Batch: 8 GPUs x 128 images = total batch 1024. Schedule: 310 epochs (300, then 10 cool-down
+# at the final lr).
+# AdamW lr 5e-4 x 1024 / 512, drop path 0.2.
 _base_ = ['./_base_/models/hire_mlp_cls.py', './_base_/hire_mlp_in1k_recipe.py']
 
 lr = 5e-4 * 1024 / 512

@@ -1,5 +1,9 @@
-# Hire-MLP-tiny on ImageNet-1k: 8 GPUs x 256 images = total batch 2048, 300 epochs
-# + 10 cool-down, AdamW lr 5e-4 x 2048 / 512, drop path 0.0.
+# Hire-MLP-tiny classifier on ImageNet-1k, 224x224.
+# Source: the release's ImageNet command for tiny (train.py on 8 GPUs, 256 images each, drop
+# path 0.0) and its DeiT-style recipe (configs/_base_/hire_mlp_in1k_recipe.py).
+# Batch: 8 GPUs x 256 images = total batch 2048. Schedule: 310 epochs (300, then 10 cool-down
+# at the final lr).
+# AdamW lr 5e-4 x 2048 / 512, drop path 0.0.
 _base_ = ['./_base_/models/hire_mlp_cls.py', './_base_/hire_mlp_in1k_recipe.py']
 
 lr = 5e-4 * 2048 / 512

@@ -1,5 +1,10 @@
-# Mask R-CNN + FPN, Hire-MLP-small, COCO 3x with multi-scale training (shorter side 480-800):
-# 8 GPUs x 2 images = total batch 16, 36 epochs (steps at 27 and 33), AdamW lr 1e-4.
+# Mask R-CNN + FPN, Hire-MLP-small, COCO 3x with multi-scale training (shorter side 480-800, no
+# crops).
+# Source: as mask_rcnn_hire_s_coco.py (mmdet's Swin Mask R-CNN settings; nothing here is from
+# the paper or the release), with mmdet's 3x multi-scale schedule.
+# Batch: 8 GPUs x 2 images = total batch 16. Schedule: 36 epochs (steps at 27 and 33).
+# Backbone: checkpoints/hire_s_in1k.pth (the released ImageNet weights, converted; see the
+# README).
 _base_ = './mask_rcnn_hire_s_coco.py'
 
 train_pipeline = [

@@ -1,8 +1,9 @@
 # Demo: Hire-MLP-tiny classifier on the built-in ImageNet-layout shapes set
-# (data/demo/imagenet, 3 classes x 300 images, made by tools/misc/make_demo_data.py):
-# 1 process x 32 images = total batch 32, 64x64 inputs, trained from scratch for 20 epochs,
-# AdamW lr 1e-3. Only the data (no Mixup/CutMix batch mixing for 3 classes of 100 images),
-# the schedule and the input size differ from ../hire_t_in1k.py.
+# (data/demo/imagenet, 3 classes x 300 images, made by tools/misc/make_demo_data.py), 64x64
+# inputs, trained from scratch, AdamW lr 1e-3.
+# Source: ../hire_t_in1k.py; only the data (no Mixup/CutMix batch mixing for 3 classes of 100
+# images), the schedule and the input size differ.
+# Batch: 1 process x 32 images = total batch 32. Schedule: 20 epochs.
 _base_ = '../hire_t_in1k.py'
 
 data_root = 'data/demo/imagenet'

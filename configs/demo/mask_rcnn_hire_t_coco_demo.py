@@ -1,9 +1,9 @@
-# Demo: Mask R-CNN + Hire-MLP-tiny on the built-in COCO-format shapes set (data/demo/coco,
-# made by tools/misc/make_demo_data.py): 1 process x 4 images = total batch 4, 128x128
-# inputs, trained from scratch (no pretrained weights) for 8 epochs of 50 iterations, AdamW
-# lr 8e-4.
-# Only the data (3 classes, 1-3 objects a scene, hence fewer sampled RoIs), the schedule and
-# the input size differ from ../mask_rcnn_hire_t_coco.py.
+# Demo: Mask R-CNN + Hire-MLP-tiny on the built-in COCO-format shapes set (data/demo/coco, made
+# by tools/misc/make_demo_data.py), 128x128 inputs, trained from scratch (no pretrained
+# weights), AdamW lr 8e-4.
+# Source: ../mask_rcnn_hire_t_coco.py; only the data (3 classes, 1-3 objects a scene, hence
+# fewer sampled RoIs), the schedule and the input size differ.
+# Batch: 1 process x 4 images = total batch 4. Schedule: 8 epochs (50 iterations each).
 _base_ = '../mask_rcnn_hire_t_coco.py'
 
 data_root = 'data/demo/coco/'

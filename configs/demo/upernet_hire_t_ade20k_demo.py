@@ -1,7 +1,8 @@
 # Demo: UperNet + Hire-MLP-tiny on the built-in ADE20K-layout shapes set
-# (data/demo/ade/ADEChallengeData2016, made by tools/misc/make_demo_data.py): 1 process x 4
-# images = total batch 4, 128x128 crops, trained from scratch for 400 iterations, AdamW lr 6e-4.
-# Only the data, the schedule and the input size differ from ../upernet_hire_t_ade20k.py.
+# (data/demo/ade/ADEChallengeData2016, made by tools/misc/make_demo_data.py), 128x128 crops,
+# trained from scratch, AdamW lr 6e-4.
+# Source: ../upernet_hire_t_ade20k.py; only the data, the schedule and the input size differ.
+# Batch: 1 process x 4 images = total batch 4. Schedule: 400 iterations.
 _base_ = '../upernet_hire_t_ade20k.py'
 
 data_root = 'data/demo/ade/ADEChallengeData2016'

@@ -190,6 +190,41 @@ def _set_device_backend(cfg: Config, launcher: str) -> None:
         cfg.model_wrapper_cfg = wrapper
 
 
+_AMP_WRAPPERS = ('AmpOptimWrapper', 'mmengine.AmpOptimWrapper')
+# AmpOptimWrapper's own arguments, which an OptimWrapper does not take.
+_AMP_ONLY_ARGS = ('loss_scale', 'dtype', 'use_fsdp')
+
+
+def _set_precision(optim_wrapper: dict, amp: bool) -> None:
+    """``--amp``: float16 with loss scaling where a GPU is, bfloat16 autocast on the CPU.
+
+    A config that asks for ``AmpOptimWrapper`` itself (the Cascade Mask R-CNN 3x recipe) keeps
+    it on GPUs. Without one, mmengine refuses to build it, and bfloat16 autocast is not an
+    option for such a config either (mmcv's CPU NMS takes float32 boxes only), so that run
+    trains in float32 and says so; ``--amp`` still asks for bfloat16 explicitly.
+    """
+    asked_by_config = optim_wrapper.get('type') in _AMP_WRAPPERS
+    if torch.cuda.is_available():
+        if amp and not asked_by_config:
+            optim_wrapper['type'] = 'AmpOptimWrapper'
+        if amp or asked_by_config:
+            optim_wrapper.setdefault('loss_scale', 'dynamic')
+        return
+    if amp:
+        # bfloat16 has float32's exponent range: no loss scaling needed.
+        optim_wrapper['type'] = 'CPUBF16OptimWrapper'
+    elif asked_by_config:
+        from mmengine.logging import print_log
+        print_log('the config trains in mixed precision (AmpOptimWrapper), which needs a GPU; '
+                  'no GPU here, so this run trains in float32 (--amp: bfloat16 autocast)',
+                  logger='current')
+        optim_wrapper['type'] = 'OptimWrapper'
+    else:
+        return
+    for key in _AMP_ONLY_ARGS:
+        optim_wrapper.pop(key, None)
+
+
 def _add_training_state_hook(cfg: Config) -> None:
     hooks = list(cfg.get('custom_hooks') or [])
     if not any(h.get('type') == 'TrainingStateHook' for h in hooks):
@@ -233,14 +268,8 @@ def prepare_train_config(cfg: Config, *, config_path: str, work_dir: Optional[st
     elif cfg.get('work_dir') is None:
         cfg.work_dir = osp.join('./work_dirs', osp.splitext(osp.basename(config_path))[0])
     _set_device_backend(cfg, launcher)
-    if amp:
-        optim_wrapper = cfg.optim_wrapper
-        if torch.cuda.is_available():
-            optim_wrapper.type = 'AmpOptimWrapper'
-            optim_wrapper.setdefault('loss_scale', 'dynamic')
-        else:
-            # bfloat16 autocast on the CPU: no loss scaling needed.
-            optim_wrapper.type = 'CPUBF16OptimWrapper'
+    if amp or 'optim_wrapper' in cfg:
+        _set_precision(cfg.optim_wrapper, amp)
     if auto_scale_lr:
         if 'auto_scale_lr' not in cfg or 'base_batch_size' not in cfg.auto_scale_lr:
             raise ConfigError('--auto-scale-lr needs auto_scale_lr.base_batch_size in the '
