@@ -16,7 +16,7 @@ setup-floor:
 	MMHIRE_VENV=$(FLOOR_VENV) bash tools/setup_env.sh floor
 
 test: setup
-	$(PY) -m ruff check mmhire tools tests configs examples
+	$(PY) -m ruff check mmhire tools tests configs examples setup.py
 	$(PY) -m pytest tests $(PYTEST_ARGS)
 
 # The tests marked `floor` on the oldest supported stack.
@@ -24,7 +24,7 @@ test-floor: setup-floor
 	$(FLOOR_PY) -m pytest tests -m floor $(PYTEST_ARGS)
 
 lint: setup
-	$(PY) -m ruff check mmhire tools tests configs examples
+	$(PY) -m ruff check mmhire tools tests configs examples setup.py
 
 demo: setup
 	$(PY) tools/run_demo.py --task $(TASK)

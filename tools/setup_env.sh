@@ -32,7 +32,7 @@ MMCV_VERSION=2.1.0
 log() { printf '[setup_env] %s\n' "$*" >&2; }
 
 inputs_hash() {
-    cat "$ROOT"/requirements/*.txt "$ROOT/pyproject.toml" "$ROOT/tools/setup_env.sh" \
+    cat "$ROOT"/requirements/*.txt "$ROOT/pyproject.toml" "$ROOT/setup.py" "$ROOT/tools/setup_env.sh" \
         | sha256sum | cut -d' ' -f1
 }
 

@@ -13,11 +13,9 @@ import numpy as np
 from mmhire.datasets.demo_data import make_ade_demo, make_coco_demo, make_imagenet_demo
 from mmhire.engine.runtime import build_runner, prepare_train_config
 from mmhire.utils.config import load_config
+from mmhire.utils.paths import config_dir
 
 from .inference import inference_and_draw
-
-_CONFIG_DIR = osp.join(osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__)))),
-                       'configs', 'demo')
 
 TASKS = {
     'det': dict(config='mask_rcnn_hire_t_coco_demo.py', data='coco',
@@ -108,7 +106,7 @@ def run_demo(task: str = 'det', data_root: str = 'data/demo', work_dir: str = 'w
         raise ValueError(f'unknown demo task {task!r}; choose from {sorted(TASKS)}')
     spec = TASKS[task]
     generated = ensure_demo_data(data_root, spec['data'])
-    config = osp.join(_CONFIG_DIR, spec['config'])
+    config = osp.join(config_dir(), 'demo', spec['config'])
     task_dir = osp.join(work_dir, task)
     os.makedirs(task_dir, exist_ok=True)
     options = dict(cfg_options or {})

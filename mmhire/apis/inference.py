@@ -6,6 +6,7 @@ import numpy as np
 from mmengine.config import Config
 
 from mmhire.engine.runtime import ConfigError, convert_sync_bn, drop_pretrained_init
+from mmhire.utils.config import load_config
 
 
 def _read_rgb(image_path: str) -> np.ndarray:
@@ -20,7 +21,7 @@ def _read_rgb(image_path: str) -> np.ndarray:
 
 
 def _inference_config(config) -> Config:
-    cfg = Config.fromfile(config) if isinstance(config, str) else config.copy()
+    cfg = load_config(config) if isinstance(config, str) else config.copy()
     convert_sync_bn(cfg)
     drop_pretrained_init(cfg)
     return cfg

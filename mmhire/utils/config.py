@@ -8,8 +8,14 @@ from mmengine.config import Config, DictAction  # noqa: F401  (DictAction re-exp
 
 
 def load_config(path: str, cfg_options: Optional[dict] = None) -> Config:
-    """Reads a config file (running its ``custom_imports``) and applies ``--cfg-options``."""
-    cfg = Config.fromfile(path)
+    """Reads a config file (running its ``custom_imports``) and applies ``--cfg-options``.
+
+    ``path`` may also name one of mmhire's own configs (``mask_rcnn_hire_s_coco``), which is
+    how the installed package runs them; anything else stops with the list of them.
+    """
+    from .paths import resolve_config
+
+    cfg = Config.fromfile(resolve_config(path))
     if cfg_options:
         cfg.merge_from_dict(cfg_options)
     return cfg
