@@ -219,8 +219,8 @@ def check_registry() -> List[Finding]:
 def check_checkpoint_loading() -> List[Finding]:
     from mmengine.runner.checkpoint import CheckpointLoader
 
-    from mmhire.utils.checkpoint import _load_local
-    if CheckpointLoader._get_checkpoint_loader('model.pth') is not _load_local:
+    from mmhire.utils.checkpoint import load_from_local_weights_only
+    if CheckpointLoader._get_checkpoint_loader('model.pth') is not load_from_local_weights_only:
         return [Finding(WARN, 'checkpoint loading', 'mmengine does not use weights-only '
                         'loading for local files in this process',
                         "import mmhire before loading checkpoints (custom_imports)")]

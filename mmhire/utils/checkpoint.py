@@ -364,7 +364,8 @@ def write_text_atomic(path: str, text: str) -> None:
     write_atomic(path, _write)
 
 
-def _load_local(filename: str, map_location: Optional[Any] = None) -> Any:
+def load_from_local_weights_only(filename: str, map_location: Optional[Any] = None) -> Any:
+    """mmengine's loader for local files (mmengine logs the name past ``load_from_``)."""
     return safe_load(filename, map_location=map_location)
 
 
@@ -372,4 +373,4 @@ def install_safe_loader() -> None:
     """Makes mmengine load local checkpoint files (``load_from``, ``--resume``,
     ``Pretrained`` init) with :func:`safe_load`."""
     from mmengine.runner.checkpoint import CheckpointLoader
-    CheckpointLoader.register_scheme(prefixes='', loader=_load_local, force=True)
+    CheckpointLoader.register_scheme(prefixes='', loader=load_from_local_weights_only, force=True)
