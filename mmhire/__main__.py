@@ -6,7 +6,7 @@
     python -m mmhire inference CONFIG CKPT IMAGE --out OUT.png
     python -m mmhire convert SRC DST                 released ImageNet weights -> mmhire
     python -m mmhire make-demo-data [--root DIR]     the built-in demo data sets
-    python -m mmhire configs                         the configs, by name
+    python -m mmhire configs [--paths]               the configs, by name (or file)
     python -m mmhire doctor                          check this environment
 
 CONFIG is a file or the name of an mmhire config (``mask_rcnn_hire_s_coco``). Each command
@@ -14,6 +14,7 @@ runs the tool script of the same name (from the package's ``.mim/tools`` when in
 ``python -m mmhire train ...`` and ``python tools/train.py ...`` are the same program.
 """
 import importlib.util
+import os
 import sys
 from typing import List, Optional
 
@@ -48,8 +49,15 @@ def main(argv: Optional[List[str]] = None) -> int:
     command, rest = argv[0], argv[1:]
     prog = f'python -m mmhire {command}'
     if command == 'configs':
-        from mmhire.utils.paths import list_configs
-        print('\n'.join(name[:-3] for name in list_configs()))
+        from mmhire.utils.paths import config_dir, list_configs
+        if rest not in ([], ['--paths']):
+            print(f'error: `configs` takes only --paths, not {" ".join(rest)}', file=sys.stderr)
+            return 2
+        names = list_configs()
+        if rest:
+            print('\n'.join(os.path.join(config_dir(), name) for name in names))
+        else:
+            print('\n'.join(name[:-3] for name in names))
         return 0
     if command == 'doctor':
         from mmhire.doctor import run

@@ -1,7 +1,8 @@
 # Your own mmdet project: mmdet's Mask R-CNN 1x config with a Hire-MLP-tiny backbone.
 # Total batch 16 (8 GPUs x 2 images), 12 epochs, AdamW lr 1e-4 as in mmhire's Mask R-CNN
 # configs. To build on mmhire's own configs instead, inherit them by path, e.g.
-# _base_ = '<mmhire checkout>/configs/mask_rcnn_hire_t_coco.py'.
+# _base_ = '<mmhire>/configs/mask_rcnn_hire_t_coco.py' (`python -m mmhire configs --paths`
+# prints where they are, in a checkout or in the installed package).
 _base_ = 'mmdet::mask_rcnn/mask-rcnn_r50_fpn_1x_coco.py'
 custom_imports = dict(imports=['mmhire'], allow_failed_imports=False)
 
