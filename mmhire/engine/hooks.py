@@ -1,5 +1,6 @@
 """Hooks that make training checkpoints crash-proof and resumption exact."""
 import glob
+import json
 import logging
 import os
 import os.path as osp
@@ -10,7 +11,7 @@ import numpy as np
 import torch
 from mmengine.dist import is_main_process
 from mmengine.fileio import LocalBackend
-from mmengine.hooks import CheckpointHook, Hook
+from mmengine.hooks import CheckpointHook, Hook, LoggerHook
 from mmengine.logging import print_log
 from mmengine.model import is_model_wrapper
 from mmengine.registry import HOOKS
@@ -138,6 +139,26 @@ def _restore_rng(state: Dict[str, Any]) -> None:
     torch.set_rng_state(state['torch'])
     if 'cuda' in state and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(state['cuda'])
+
+
+@HOOKS.register_module()
+class SafeLoggerHook(LoggerHook):
+    """mmengine's :class:`LoggerHook`, except that the test metrics file is written by the
+    main process only, and atomically.
+
+    mmengine writes ``<timestamp>.json`` after a test from every process at once, each
+    truncating and rewriting the same file; when the processes' texts differ in length (their
+    timings do), the file can end up as one object followed by the tail of another, which no
+    JSON reader accepts. Here the other processes only log.
+    """
+
+    def after_test_epoch(self, runner, metrics: Optional[Dict[str, float]] = None) -> None:
+        tag, log_str = runner.log_processor.get_log_after_epoch(
+            runner, len(runner.test_dataloader), 'test', with_non_scalar=True)
+        runner.logger.info(log_str)
+        if is_main_process():
+            text = json.dumps(self._process_tags(tag))
+            write_text_atomic(osp.join(runner.log_dir, self.json_log_path), text + '\n')
 
 
 class _RestoreAfter:

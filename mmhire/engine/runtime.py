@@ -232,6 +232,14 @@ def _add_training_state_hook(cfg: Config) -> None:
     cfg.custom_hooks = hooks
 
 
+def _use_safe_logger(cfg: Config) -> None:
+    """The test metrics file written once, by the main process (see SafeLoggerHook)."""
+    logger = (cfg.get('default_hooks') or {}).get('logger')
+    if logger is not None and logger.get('type') in ('LoggerHook', 'mmengine.LoggerHook'):
+        logger.type = 'SafeLoggerHook'
+        logger.pop('_scope_', None)
+
+
 def _use_safe_hooks(cfg: Config) -> None:
     """Atomic checkpoint writes and exact resumption (see :mod:`mmhire.engine.hooks`) for any
     config, including users' own configs written for plain mmengine."""
@@ -241,6 +249,7 @@ def _use_safe_hooks(cfg: Config) -> None:
                                                              'mmengine.CheckpointHook'):
         checkpoint.type = 'AtomicCheckpointHook'
         checkpoint.pop('_scope_', None)
+    _use_safe_logger(cfg)
     _add_training_state_hook(cfg)
     randomness = cfg.get('randomness') or {}
     loader = cfg.get('train_dataloader') or {}
@@ -304,6 +313,7 @@ def prepare_test_config(cfg: Config, *, config_path: str, checkpoint: str,
         raise ConfigError(f'checkpoint {checkpoint!r} does not exist')
     cfg.load_from = checkpoint
     _add_training_state_hook(cfg)  # refuses a checkpoint that does not fit the model
+    _use_safe_logger(cfg)
     _set_device_backend(cfg, launcher)
     drop_pretrained_init(cfg)
     if amp:

@@ -25,3 +25,49 @@ def test_check_data_names_missing_paths(tmp_path):
     message = str(info.value)
     assert 'instances_train2017.json' in message and 'ann_file' in message
     assert 'COCO' in message and 'make_demo_data.py' in message
+
+
+class _FakeRunner:
+    """What LoggerHook.after_test_epoch reads from a runner."""
+
+    def __init__(self, log_dir):
+        import logging
+        self.log_dir = str(log_dir)
+        self.test_dataloader = [0, 1]
+        self.logger = logging.getLogger('mmhire.test')
+
+        class Processor:
+            @staticmethod
+            def get_log_after_epoch(runner, length, mode, with_non_scalar=False):
+                return {'coco/bbox_mAP': 0.5, 'time': 1.25}, 'log line'
+        self.log_processor = Processor()
+
+
+@pytest.mark.parametrize('main', [True, False])
+def test_test_metrics_written_by_the_main_process_only(tmp_path, monkeypatch, main):
+    import json
+
+    import mmhire.engine.hooks as hooks
+    from mmhire.engine import SafeLoggerHook
+
+    monkeypatch.setattr(hooks, 'is_main_process', lambda: main)
+    hook = SafeLoggerHook()
+    hook.json_log_path = 'run.json'
+    hook.after_test_epoch(_FakeRunner(tmp_path))
+    path = tmp_path / 'run.json'
+    if main:
+        assert [json.loads(line) for line in path.read_text().splitlines()] == [
+            {'coco/bbox_mAP': 0.5, 'time': 1.25}]
+    else:
+        assert not path.exists()
+
+
+def test_test_and_train_configs_use_the_safe_logger(tmp_path):
+    from mmhire.engine.runtime import _use_safe_logger
+
+    cfg = Config(dict(default_hooks=dict(logger=dict(type='LoggerHook', interval=5))))
+    _use_safe_logger(cfg)
+    assert cfg.default_hooks.logger == dict(type='SafeLoggerHook', interval=5)
+    own = Config(dict(default_hooks=dict(logger=dict(type='MyLoggerHook'))))
+    _use_safe_logger(own)
+    assert own.default_hooks.logger.type == 'MyLoggerHook'  # a user's own hook is left alone
