@@ -16,9 +16,6 @@ import pytest
 import yaml
 from conftest import REPO_ROOT
 
-pytest.importorskip('mim', reason='openmim is part of requirements/tests.txt; '
-                    'install it to test the mim commands')
-
 # Only what the demo job needs to finish quickly: four training images, one epoch.
 SHORT = ['--cfg-options', 'train_dataloader.dataset.indices=4',
          'val_dataloader.dataset.indices=2', 'test_dataloader.dataset.indices=2',
@@ -78,6 +75,14 @@ def test_imports_the_installed_copy(fresh):
     out = run(python, work, '-c', 'import mmhire; print(mmhire.__file__)')
     assert out.returncode == 0, out.stderr
     assert REPO_ROOT not in out.stdout and '/venv/' in out.stdout
+    # The `mmhire` command the wheel installs is the module entry point.
+    script = os.path.join(os.path.dirname(python), 'mmhire')
+    listed = subprocess.run([script, 'configs', '--paths'], cwd=work, capture_output=True,
+                            text=True, timeout=300)
+    assert listed.returncode == 0, listed.stderr
+    assert all('/.mim/configs/' in line for line in listed.stdout.splitlines())
+    assert any(line.endswith('/cascade_mask_rcnn_hire_s_coco_ms3x.py')
+               for line in listed.stdout.splitlines())
 
 
 def test_mim_search_lists_every_config(fresh):
