@@ -13,7 +13,8 @@ from mmhire.datasets.demo_data import SHAPES, make_ade_demo, make_coco_demo, mak
 from mmhire.engine import build_runner, prepare_train_config
 from mmhire.utils.config import build_model, load_config
 
-ARCH_OF = {'t': 'tiny', 's': 'small', 'b': 'base'}
+# The sizes with released ImageNet weights, which the dense-prediction configs start from.
+RELEASED = ('t', 's', 'b')
 
 
 @pytest.fixture(scope='module')
@@ -30,7 +31,7 @@ def data_root(tmp_path_factory):
     (root / 'data/imagenet/meta/train.txt').write_text(f'{first}/{image} 0\n')
     # The converted ImageNet classifiers the dense-prediction configs start from.
     os.makedirs(root / 'checkpoints')
-    for size in ARCH_OF:
+    for size in RELEASED:
         classifier = build_model(load_config(os.path.join(CONFIG_DIR, f'hire_{size}_in1k.py')))
         torch.save({'state_dict': classifier.state_dict()},
                    root / 'checkpoints' / f'hire_{size}_in1k.pth')
