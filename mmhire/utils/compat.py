@@ -53,6 +53,14 @@ def is_compiling() -> bool:
     return _dynamo.is_compiling()
 
 
+def is_exporting() -> bool:
+    """Whether the code is being traced by ``torch.export`` (``torch.compiler.is_exporting``
+    is torch 2.5+; older torch has no dynamo ONNX exporter to serve)."""
+    compiler = getattr(torch, 'compiler', None)
+    return bool(compiler is not None and hasattr(compiler, 'is_exporting')
+                and compiler.is_exporting())
+
+
 def autocast_dtype(device_type: str) -> Optional[torch.dtype]:
     """The dtype autocast runs ``device_type`` operators in, or None where autocast is off
     (``torch.is_autocast_enabled(device)`` and ``torch.get_autocast_dtype`` are torch 2.4+)."""

@@ -553,10 +553,13 @@ class HireMLP(BaseModule):
         the memory-bound work on the early, large maps (docs/benchmarks.md). The stage's
         modules run once per chunk. Training mode takes the whole batch.
         """
+        # Eager CPU inference only: nothing here is read from the size of a traced or
+        # compiled input, whose graph stays the same for every size.
+        if stage.training or not use_fast_form('batch_chunks', x, self.fast_path):
+            return stage(x)
         per_image = x.numel() // max(x.size(0), 1)
         chunk = max(1, self.INFER_CHUNK_ELEMENTS // max(per_image, 1))
-        if (chunk >= x.size(0) or stage.training
-                or not use_fast_form('batch_chunks', x, self.fast_path)):
+        if chunk >= x.size(0):
             return stage(x)
         return torch.cat([stage(part) for part in x.split(chunk)])
 

@@ -1,41 +1,75 @@
 """Shift, wrap-pad and fold the regions of one spatial axis into the channels, and back.
 
-The plain form does what the paper says, step by step: roll by ``step``, append the first
-positions until the length is a multiple of ``region_size`` (as many times around as
-needed), and fold each run of ``region_size`` positions into the channels (channel
-``c * p + k`` holds position ``k``); unfolding crops and rolls back.
+The plain form does what the paper says: roll by ``step`` and append the first positions
+until the length is a multiple of ``region_size`` (as many times around as needed), both in
+one gather of positions computed from the tensor's size, then fold each run of
+``region_size`` positions into the channels (channel ``c * p + k`` holds position ``k``).
+Unfolding reverses the fold, then drops the padding and rolls back in one gather. Nothing
+depends on the size in Python, so ``torch.compile(dynamic=True)`` and ONNX export capture one
+graph for every size.
 
-The fast form, :class:`RegionGathers`, does each direction with one ``index_select``, which
-saves the copies of the roll, the pad and the permute in CPU inference. Figures in
+The fast form, :class:`RegionGathers` (eager CPU inference only), keeps its index tables per
+length and gathers in the folded order, which also saves the permute's copy. Figures in
 docs/benchmarks.md.
 """
-from typing import Dict, List, Tuple
+from typing import Dict, Tuple
 
 import torch
+
+from mmhire.utils.compat import is_exporting
+
+
+def _mod(index: torch.Tensor, length) -> torch.Tensor:
+    """``index mod length`` for a non-negative ``index`` and a length that may be a traced or
+    symbolic size. Under ``torch.export`` (the dynamo ONNX exporter, which takes no symbolic
+    divisor in ``remainder``) it is written with a floor division; ``torch.compile`` keeps
+    the plain remainder, which it compiles in less than half the time."""
+    if is_exporting():
+        return index - torch.div(index, length, rounding_mode='floor') * length
+    return index % length
+
+
+def shift_pad_positions(length, region_size: int, step: int,
+                        device: torch.device) -> torch.Tensor:
+    """Source position of each position of the shifted, wrap-padded sequence: position ``i``
+    (of ``Lp``, the length rounded up to a multiple of ``region_size``) holds element
+    ``(i - step) mod L``: the roll by ``step``, then the first positions again after the
+    last, as many times around as needed (the pad may be longer than the map).
+
+    Computed by tensor operations from ``length`` (a traced or symbolic size under
+    ONNX export and ``torch.compile``), the same for every length."""
+    groups = (length + region_size - 1) // region_size
+    # (i - step) mod L written as (i + step * (L - 1)) mod L, whose operands are never
+    # negative: ONNX's integer division truncates
+    return _mod(torch.arange(groups * region_size, device=device) + step * (length - 1),
+                length)
 
 
 def fold_regions(x: torch.Tensor, dim: int, region_size: int, step: int) -> torch.Tensor:
     """The plain form: (B, C, H, W) -> (B, C*p, Hp/p, W) for ``dim=2``, or
-    (B, C*p, H, Wp/p) for ``dim=3``, where Hp (Wp) is the padded length."""
-    p, length = region_size, x.size(dim)
-    if step:
-        x = torch.roll(x, step, dims=dim)  # position i takes position (i - step) mod L
-    # ceil divisions of positive numbers only: ONNX's integer division truncates
-    padded = (length + p - 1) // p * p
-    if padded > length:
-        # circular pad: the first positions again after the last, as often as needed
-        x = torch.cat([x] * ((padded + length - 1) // length), dim=dim).narrow(dim, 0, padded)
+    (B, C*p, H, Wp/p) for ``dim=3``, where Hp (Wp) is the padded length.
+
+    The shift and the circular pad are one gather, which makes a new map of the padded
+    length whatever the size (no view whose layout depends on the size, no branch)."""
+    p = region_size
     B, C, H, W = x.shape
+    groups = (x.size(dim) + p - 1) // p
+    # (B, C, H, W) -> (B, C, Hp, W) for dim 2, likewise along W for dim 3
+    x = x.index_select(dim, shift_pad_positions(x.size(dim), p, step, x.device))
     if dim == 2:
         # (B, C, Hp, W) -> (B, C, Hp/p, p, W) -> (B, C, p, Hp/p, W) -> (B, C*p, Hp/p, W)
-        return x.reshape(B, C, H // p, p, W).permute(0, 1, 3, 2, 4).reshape(B, C * p, H // p, W)
+        x = x.reshape(B, C, groups, p, W).permute(0, 1, 3, 2, 4)
+        return x.reshape(B, C * p, groups, W)
     # (B, C, H, Wp) -> (B, C, H, Wp/p, p) -> (B, C, p, H, Wp/p) -> (B, C*p, H, Wp/p)
-    return x.reshape(B, C, H, W // p, p).permute(0, 1, 4, 2, 3).reshape(B, C * p, H, W // p)
+    x = x.reshape(B, C, H, groups, p).permute(0, 1, 4, 2, 3)
+    return x.reshape(B, C * p, H, groups)
 
 
 def unfold_regions(y: torch.Tensor, dim: int, region_size: int, step: int,
                    length: int) -> torch.Tensor:
-    """The plain inverse of :func:`fold_regions`: unfold, drop the padding, roll back."""
+    """The plain inverse of :func:`fold_regions`: unfold, then drop the padding and roll
+    back in one gather (position i takes padded position (i + step) mod L), which makes a new
+    map whatever the pad: a crop would give a view whose layout depends on the size."""
     p = region_size
     B, Cp, H, W = y.shape
     C = Cp // p
@@ -45,15 +79,9 @@ def unfold_regions(y: torch.Tensor, dim: int, region_size: int, step: int,
     else:
         # (B, C*p, H, Wp/p) -> (B, C, p, H, Wp/p) -> (B, C, H, Wp/p, p) -> (B, C, H, Wp)
         x = y.reshape(B, C, p, H, W).permute(0, 1, 3, 4, 2).reshape(B, C, H, W * p)
-    x = x.narrow(dim, 0, length)
-    return torch.roll(x, -step, dims=dim) if step else x
-
-
-def _shift_pad_index(length: int, region_size: int, step: int) -> List[int]:
-    """Source position of each position of the shifted, wrap-padded sequence: position
-    ``i`` holds element ``((i mod length) - step) mod length``."""
-    padded = -(-length // region_size) * region_size
-    return [(i % length - step) % length for i in range(padded)]
+    source = _mod(torch.arange(length, device=y.device) + step, length)
+    # (B, C, Hp, W) -> (B, C, H, W), likewise along W
+    return x.index_select(dim, source)
 
 
 def fold_index(length: int, region_size: int, step: int) -> torch.Tensor:
@@ -62,10 +90,9 @@ def fold_index(length: int, region_size: int, step: int) -> torch.Tensor:
     Gathering ``x`` (B, C, L, M) along L with this index gives (B, C, p * L/p, M) ordered as
     (k, g) for position k of region g, which *is* (B, C*p, L/p, M) with channel ``c*p + k``.
     """
-    source = _shift_pad_index(length, region_size, step)
-    groups = len(source) // region_size
-    return torch.tensor([source[g * region_size + k] for k in range(region_size)
-                         for g in range(groups)], dtype=torch.long)
+    source = shift_pad_positions(length, region_size, step, torch.device('cpu'))
+    # (Lp, ) ordered (g, k) -> (Lp/p, p) -> (p, Lp/p) -> (Lp, ) ordered (k, g)
+    return source.reshape(-1, region_size).t().reshape(-1)
 
 
 def unfold_index(length: int, region_size: int, step: int) -> torch.Tensor:
