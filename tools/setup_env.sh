@@ -104,8 +104,10 @@ fi
 log "installing mmcv, mmdet, mmsegmentation, mmpretrain, test tools and mmhire"
 # One resolver run with the compiled wheel, so nothing tries to fetch mmcv from PyPI; the
 # stack file as constraints keeps torch, torchvision and numpy where the first stage put them.
+stack_tests=()
+[ "$STACK" = default ] && stack_tests=(-r "$ROOT/requirements/tests-default.txt")
 pip_install --no-cache-dir "$wheel" -c "$stack_file" -r "$ROOT/requirements/optional.txt" \
-    -r "$ROOT/requirements/tests.txt" \
+    -r "$ROOT/requirements/tests.txt" "${stack_tests[@]}" \
     "mmdet==3.3.0" "mmsegmentation==1.2.2" "mmpretrain==1.2.0" "ftfy==6.3.1"
 pip_install --no-build-isolation --no-deps -e "$ROOT"
 

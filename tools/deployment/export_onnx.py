@@ -1,34 +1,66 @@
-"""Export the HireMLP backbone to ONNX and check it in onnxruntime.
+"""Export HireMLP to ONNX once, for every input size, and check it in onnxruntime.
 
-    python tools/deployment/export_onnx.py --arch small --shape 224 224 --out hire_s.onnx \
-        [--checkpoint checkpoints/hire_s_in1k.pth] [--opset 17] [--batch 1]
+    python tools/deployment/export_onnx.py --arch small --out hire_s.onnx \
+        [--checkpoint checkpoints/hire_s_in1k.pth] [--classifier] [--shape 224 224] \
+        [--exporter torchscript|dynamo] [--opset N] [--batch 1] \
+        [--check-sizes 224x224 33x47 800x1216 ...] [--no-check]
 
 The backbone is exported in its deploy form (BatchNorm folded into the convolutions) with all
-four stage outputs (``out0`` .. ``out3``), for one input size: the shift, pad and fold indices
-depend on it, so export once per size you serve; the batch dimension is dynamic. Unless
-``--no-check`` is given, the exported model runs in onnxruntime on a random input and its
-outputs must equal PyTorch's within ``--tolerance`` (max abs difference relative to the
-largest value).
+four stage outputs (``out0`` .. ``out3``); with ``--classifier``, the whole ImageNet
+classifier of mmhire's ``hire_<arch>_in1k`` config (backbone, pooling, head) with one output,
+``scores``. Batch, height and width of the input are dynamic: the file serves every size of
+at least 32x32, whatever ``--shape`` the example input had. Unless ``--no-check`` is given,
+the file runs in onnxruntime at the sizes of ``--check-sizes`` (by default small, odd, square,
+elongated and large ones) and its outputs must equal PyTorch's within ``--tolerance`` (max
+abs difference relative to the largest value of each output).
 """
 import argparse
-import inspect
-import os
 import sys
 
 import torch
+
+DEFAULT_CHECK_SIZES = ('32x32', '33x47', '224x224', '193x257', '97x311', '511x511',
+                       '800x1216')
+
+
+def size(text: str):
+    try:
+        height, width = (int(v) for v in text.lower().split('x'))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f'{text!r} is not a size HxW, e.g. 800x1216') from None
+    return height, width
 
 
 def parse_args(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument('--arch', default='tiny', help='tiny, small, base or large')
     parser.add_argument('--checkpoint', help='a converted classifier or backbone checkpoint')
-    parser.add_argument('--shape', type=int, nargs=2, default=[224, 224], metavar=('H', 'W'))
+    parser.add_argument('--classifier', action='store_true',
+                        help='export the whole classifier (class scores), not the backbone')
+    parser.add_argument('--shape', type=int, nargs=2, default=[224, 224], metavar=('H', 'W'),
+                        help='size of the example input the graph is traced with')
     parser.add_argument('--batch', type=int, default=1, help='batch size of the example input')
-    parser.add_argument('--opset', type=int, default=17)
+    parser.add_argument('--exporter', default='torchscript', choices=('torchscript', 'dynamo'),
+                        help='torch.onnx.export(dynamo=False) or the dynamo exporter '
+                        '(torch >= 2.6 with onnxscript)')
+    parser.add_argument('--opset', type=int,
+                        help='ONNX opset; default 17 (torchscript) or 18 (dynamo)')
     parser.add_argument('--out', required=True, help='the .onnx file to write')
+    parser.add_argument('--check-sizes', type=size, nargs='+',
+                        default=[size(s) for s in DEFAULT_CHECK_SIZES], metavar='HxW',
+                        help='sizes the file is run at against PyTorch')
     parser.add_argument('--no-check', action='store_true', help='skip the onnxruntime check')
     parser.add_argument('--tolerance', type=float, default=1e-4)
-    return parser.parse_args(argv)
+    args = parser.parse_args(argv)
+    from mmhire.models.backbones.hire_mlp import MIN_INPUT_SIZE
+    small = [f'{h}x{w}' for h, w in [tuple(args.shape)] + args.check_sizes
+             if min(h, w) < MIN_INPUT_SIZE]
+    if small:
+        parser.error(f'sizes below {MIN_INPUT_SIZE}x{MIN_INPUT_SIZE} pixels, the smallest '
+                     f'input HireMLP takes: {", ".join(small)}')
+    if args.batch < 1:
+        parser.error('--batch must be at least 1')
+    return args
 
 
 def build_backbone(arch: str, checkpoint=None) -> torch.nn.Module:
@@ -44,50 +76,59 @@ def build_backbone(arch: str, checkpoint=None) -> torch.nn.Module:
     return model.eval().switch_to_deploy()
 
 
-def export(model: torch.nn.Module, x: torch.Tensor, path: str, opset: int) -> None:
-    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    names = [f'out{i}' for i in range(len(model.out_indices))]
-    # The TorchScript exporter; torch >= 2.5 also has the dynamo one, chosen by `dynamo`.
-    legacy = ({'dynamo': False}
-              if 'dynamo' in inspect.signature(torch.onnx.export).parameters else {})
-    torch.onnx.export(
-        model, (x, ), path, opset_version=opset, input_names=['input'], output_names=names,
-        dynamic_axes={'input': {0: 'batch'}, **{n: {0: 'batch'} for n in names}}, **legacy)
+def build_classifier(arch: str, checkpoint=None) -> torch.nn.Module:
+    """mmhire's ``hire_<a>_in1k`` classifier, its backbone in deploy form."""
+    import mmpretrain.models  # noqa: F401  (registers the classifier parts)
+    from mmengine.config import Config
+    from mmengine.runner import load_checkpoint
+    from mmpretrain.registry import MODELS
 
-
-def check(model: torch.nn.Module, path: str, x: torch.Tensor) -> float:
-    """Largest output difference between onnxruntime and PyTorch, relative to the largest
-    output value."""
-    import onnxruntime
-    session = onnxruntime.InferenceSession(path, providers=['CPUExecutionProvider'])
-    got = session.run(None, {'input': x.numpy()})
-    with torch.no_grad():
-        expected = model(x)
-    return max(float((torch.from_numpy(g) - e).abs().max() / e.abs().max())
-               for g, e in zip(got, expected))
+    from mmhire.apis.export import ClassifierScores
+    from mmhire.models import HireMLP
+    from mmhire.utils.paths import resolve_config
+    if arch.lower() not in HireMLP.arch_zoo:
+        raise ValueError(f'unknown arch {arch!r}; choose one of {sorted(HireMLP.arch_zoo)}')
+    cfg = Config.fromfile(resolve_config(f'hire_{arch.lower()[0]}_in1k'))
+    cfg.model.backbone.init_cfg = None
+    cfg.model.pop('data_preprocessor', None)
+    model = MODELS.build(cfg.model)
+    model.init_weights()
+    if checkpoint:
+        load_checkpoint(model, checkpoint, map_location='cpu', strict=True)
+    model.eval()
+    model.backbone.switch_to_deploy()
+    return ClassifierScores(model)
 
 
 def main(argv=None) -> int:
     args = parse_args(argv)
+    from mmhire.apis.export import check_sizes, export_onnx, onnx_opset
     try:
-        model = build_backbone(args.arch, args.checkpoint)
-    except (ValueError, TypeError, RuntimeError, FileNotFoundError) as err:
+        build = build_classifier if args.classifier else build_backbone
+        model = build(args.arch, args.checkpoint)
+        x = torch.randn(args.batch, 3, *args.shape)
+        export_onnx(model, x, args.out, args.opset, args.exporter)
+    except (ValueError, TypeError, RuntimeError, FileNotFoundError, KeyError) as err:
         print(f'error: {err}', file=sys.stderr)
         return 1
-    x = torch.randn(args.batch, 3, *args.shape)
-    with torch.no_grad():
-        model(x)  # raises a clear error for a size HireMLP does not take
-    export(model, x, args.out, args.opset)
-    print(f'wrote {args.out} (opset {args.opset}, input {tuple(x.shape[1:])}, dynamic batch)')
+    what = 'classifier' if args.classifier else 'backbone'
+    opset = onnx_opset(args.out)
+    print(f'wrote {args.out} (HireMLP-{args.arch} {what}, {args.exporter} exporter, opset '
+          f'{opset}, traced at {args.shape[0]}x{args.shape[1]}; dynamic batch, height '
+          f'and width)')
     if args.no_check:
         return 0
-    # a different batch size than the export example, to exercise the dynamic batch axis
-    probe = torch.randn(args.batch + 1, 3, *args.shape)
-    error = check(model, args.out, probe)
-    print(f'onnxruntime vs PyTorch: max relative difference {error:.2e} '
-          f'(tolerance {args.tolerance:.0e})')
-    if error > args.tolerance:
-        print('error: the exported model does not match PyTorch', file=sys.stderr)
+    # a different batch than the example, to exercise the dynamic batch axis too
+    results = check_sizes(model, args.out, args.check_sizes, batch=args.batch + 1)
+    worst = 0.
+    for (height, width), error in results:
+        print(f'onnxruntime vs PyTorch at {height}x{width}: max relative difference '
+              f'{error:.2e}')
+        worst = max(worst, error)
+    print(f'worst: {worst:.2e} (tolerance {args.tolerance:.0e})')
+    if worst > args.tolerance:
+        print(f'error: the exported model does not match PyTorch; {args.out} is kept for '
+              f'inspection', file=sys.stderr)
         return 1
     return 0
 

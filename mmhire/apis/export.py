@@ -1,0 +1,150 @@
+"""ONNX export of HireMLP (the backbone, or a whole classifier) with dynamic batch, height and
+width, and the check of an exported file against PyTorch in onnxruntime.
+
+HireMLP's forward computes its pads, crops and reshapes from the tensor's size, so one
+exported graph serves every input size: the exporter records them as ``Shape``/``Range``
+nodes, not as numbers of the example input.
+"""
+import inspect
+import os
+from typing import Dict, List, Optional, Sequence, Tuple
+
+import torch
+import torch.nn as nn
+
+#: The exporters: ``'torchscript'`` (every supported torch) and ``'dynamo'`` (torch.export,
+#: torch >= 2.6, with the ``onnxscript`` package).
+EXPORTERS = ('torchscript', 'dynamo')
+
+
+class ClassifierScores(nn.Module):
+    """An mmpretrain classifier as a plain ``images -> class scores`` module (the head's
+    logits, before softmax), the form an ONNX file of a classifier serves."""
+
+    def __init__(self, classifier: nn.Module) -> None:
+        super().__init__()
+        self.classifier = classifier
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.classifier(x, mode='tensor')
+
+
+def output_names(model: nn.Module) -> List[str]:
+    """``out0`` .. ``outN`` for a backbone, ``scores`` for a classifier."""
+    if isinstance(model, ClassifierScores):
+        return ['scores']
+    return [f'out{i}' for i in range(len(model.out_indices))]
+
+
+def dynamo_exporter_available() -> Tuple[bool, str]:
+    """Whether the dynamo exporter can run here, and if not, why."""
+    from torch.export import Dim
+    if ('dynamo' not in inspect.signature(torch.onnx.export).parameters
+            or not hasattr(Dim, 'DYNAMIC')):
+        return False, (f'torch {torch.__version__} has no dynamo ONNX exporter with '
+                       f'Dim.DYNAMIC (torch >= 2.6); use the torchscript exporter')
+    try:
+        import onnxscript  # noqa: F401
+    except ImportError:
+        return False, ('the dynamo ONNX exporter needs the onnxscript package: '
+                       'pip install onnxscript')
+    return True, ''
+
+
+def export_onnx(model: nn.Module, example: torch.Tensor, path: str,
+                opset: Optional[int] = None, exporter: str = 'torchscript') -> None:
+    """Writes ``model`` (in eval mode) as an ONNX file whose input ``input`` has dynamic
+    batch, height and width, and whose outputs are named by :func:`output_names`. ``opset``
+    defaults to 17 for the TorchScript exporter and 18 (its own) for the dynamo one.
+
+    The file is written next to ``path`` first and renamed into place, so an export that
+    fails leaves nothing behind.
+    """
+    if exporter not in EXPORTERS:
+        raise ValueError(f'exporter={exporter!r}: choose one of {", ".join(EXPORTERS)}')
+    directory = os.path.dirname(os.path.abspath(path))
+    os.makedirs(directory, exist_ok=True)
+    names = output_names(model)
+    axes = {0: 'batch', 2: 'height', 3: 'width'}
+    dynamic_axes = {'input': axes, **{n: {0: 'batch'} for n in names}}
+    if not isinstance(model, ClassifierScores):
+        dynamic_axes.update({n: axes for n in names})
+    partial = os.path.join(directory, f'.{os.path.basename(path)}.partial')
+    if opset is None:
+        opset = 18 if exporter == 'dynamo' else 17
+    options: Dict = dict(opset_version=opset, input_names=['input'], output_names=names)
+    if exporter == 'dynamo':
+        available, why = dynamo_exporter_available()
+        if not available:
+            raise RuntimeError(why)
+        from torch.export import Dim
+
+        # Dim.DYNAMIC: sizes that may take any value; torch.export records the checks the
+        # graph makes on them (a map or region count of 1 below 67 pixels, ...) instead of
+        # refusing the export. A batch of 1 would be specialised: export with two images.
+        if example.size(0) == 1:
+            example = torch.cat([example, example])
+        shapes = {'x': {0: Dim.DYNAMIC, 2: Dim.DYNAMIC, 3: Dim.DYNAMIC}}
+        options.update(dynamo=True, dynamic_shapes=shapes, external_data=False)
+    else:
+        if 'dynamo' in inspect.signature(torch.onnx.export).parameters:
+            options['dynamo'] = False
+        options['dynamic_axes'] = dynamic_axes
+    try:
+        with torch.no_grad():
+            torch.onnx.export(model.eval(), (example, ), partial, **options)
+        os.replace(partial, path)
+    finally:
+        if os.path.exists(partial):
+            os.remove(partial)
+
+
+def onnx_opset(path: str) -> int:
+    """The default-domain opset of the ONNX file at ``path``."""
+    import onnx
+    model = onnx.load(path, load_external_data=False)
+    return next(o.version for o in model.opset_import if o.domain in ('', 'ai.onnx'))
+
+
+def onnx_session(path: str):
+    """An onnxruntime CPU session on ``path``."""
+    import onnxruntime
+    return onnxruntime.InferenceSession(path, providers=['CPUExecutionProvider'])
+
+
+def max_relative_difference(model: nn.Module, session, x: torch.Tensor) -> float:
+    """Largest difference between the ONNX file's outputs and PyTorch's for input ``x``, over
+    all outputs, each relative to the largest absolute value of PyTorch's output."""
+    got = session.run(None, {'input': x.numpy()})
+    with torch.no_grad():
+        expected = model(x)
+    if isinstance(expected, torch.Tensor):
+        expected = (expected, )
+    if len(got) != len(expected):
+        raise RuntimeError(f'the ONNX file has {len(got)} outputs, PyTorch {len(expected)}')
+    worst = 0.
+    for g, e in zip(got, expected):
+        if tuple(g.shape) != tuple(e.shape):
+            raise RuntimeError(f'ONNX output of shape {tuple(g.shape)} where PyTorch gives '
+                               f'{tuple(e.shape)} for input {tuple(x.shape)}')
+        scale = float(e.abs().max()) or 1.
+        worst = max(worst, float((torch.from_numpy(g) - e).abs().max()) / scale)
+    return worst
+
+
+def check_sizes(model: nn.Module, path: str, sizes: Sequence[Tuple[int, int]],
+                batch: int = 1, seed: int = 0) -> List[Tuple[Tuple[int, int], float]]:
+    """Runs the ONNX file at every size of ``sizes`` on random inputs and returns each size
+    with its :func:`max_relative_difference` to PyTorch."""
+    session = onnx_session(path)
+    generator = torch.Generator().manual_seed(seed)
+    results = []
+    for height, width in sizes:
+        x = torch.randn(batch, 3, height, width, generator=generator)
+        results.append(((height, width), max_relative_difference(model, session, x)))
+    return results
+
+
+__all__ = ['ClassifierScores', 'EXPORTERS', 'check_sizes',
+           'dynamo_exporter_available', 'export_onnx', 'max_relative_difference',
+           'onnx_opset', 'onnx_session', 'output_names']
