@@ -1,5 +1,5 @@
 from .dist import LaunchError
-from .hooks import AtomicCheckpointHook, SafeLoggerHook, TrainingStateHook
+from .hooks import AtomicCheckpointHook, CompileBackboneHook, SafeLoggerHook, TrainingStateHook
 from .optim_wrapper import CPUBF16OptimWrapper
 from .runtime import (
                       ConfigError,
@@ -14,7 +14,8 @@ from .runtime import (
 )
 
 __all__ = [
-    'AtomicCheckpointHook', 'CPUBF16OptimWrapper', 'ConfigError', 'DataError', 'LaunchError',
+    'AtomicCheckpointHook', 'CPUBF16OptimWrapper', 'CompileBackboneHook', 'ConfigError',
+    'DataError', 'LaunchError',
     'SafeLoggerHook', 'TrainingStateHook', 'build_runner', 'check_data', 'check_pretrained',
     'convert_sync_bn', 'explain_errors', 'prepare_test_config', 'prepare_train_config'
 ]

@@ -269,3 +269,42 @@ class TrainingStateHook(Hook):
         if self._val_rng is not None:
             _restore_rng(self._val_rng)
             self._val_rng = None
+
+
+@HOOKS.register_module()
+class CompileBackboneHook(Hook):
+    """Compiles the model's backbone with ``torch.compile`` before the run starts.
+
+    HireMLP's forward has no graph break and decides nothing in Python from the input size,
+    so with ``dynamic=True`` (the default here) one graph serves the images of every size
+    that multi-scale training and keep-ratio testing feed it. The rest of a detector or
+    segmentor (proposal sampling, NMS, losses) stays eager, where it would otherwise break
+    the graph many times and recompile with every new number of boxes.
+
+    The tools put it in place of ``compile=...`` in a config (``--cfg-options
+    compile=True``); another project adds it with ``custom_hooks=[dict(type=
+    'CompileBackboneHook')]`` and ``custom_imports=dict(imports=['mmhire'])``.
+
+    Args:
+        **options: Keyword arguments of ``torch.compile`` (``backend``, ``mode``,
+            ``dynamic``, ...). Defaults to ``dynamic=True``.
+    """
+
+    priority = 'VERY_HIGH'
+
+    def __init__(self, **options) -> None:
+        self.options = dict(dict(dynamic=True), **options)
+
+    def before_run(self, runner) -> None:
+        model = runner.model.module if is_model_wrapper(runner.model) else runner.model
+        backbone = getattr(model, 'backbone', None)
+        if backbone is None:
+            raise RuntimeError(f'CompileBackboneHook: {type(model).__name__} has no backbone '
+                               f'to compile; remove compile from the config')
+        if getattr(backbone, '_mmhire_compiled', False):
+            return
+        backbone.forward = torch.compile(backbone.forward, **self.options)
+        backbone._mmhire_compiled = True
+        print_log(f'compiled the backbone ({type(backbone).__name__}) with torch.compile('
+                  f'{", ".join(f"{k}={v!r}" for k, v in self.options.items())}); the first '
+                  f'iterations are slow', logger='current')

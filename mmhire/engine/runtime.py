@@ -232,6 +232,23 @@ def _add_training_state_hook(cfg: Config) -> None:
     cfg.custom_hooks = hooks
 
 
+def _compile_backbone(cfg: Config) -> None:
+    """Turns ``compile=True`` (or a dict of ``torch.compile`` options) into a
+    :class:`~mmhire.engine.hooks.CompileBackboneHook`, for training and testing alike:
+    mmengine itself compiles the whole ``train_step`` and nothing at test time."""
+    options = cfg.get('compile')
+    if options is None or options is False:
+        return
+    if options is True:
+        options = {}
+    if not isinstance(options, dict):
+        raise ConfigError(f'compile={options!r}: give True or a dict of torch.compile options, '
+                          f'e.g. --cfg-options compile=True or compile.mode=max-autotune')
+    cfg.compile = None
+    hooks = [h for h in cfg.get('custom_hooks') or [] if h.get('type') != 'CompileBackboneHook']
+    cfg.custom_hooks = hooks + [dict(type='CompileBackboneHook', **options)]
+
+
 def _use_safe_logger(cfg: Config) -> None:
     """The test metrics file written once, by the main process (see SafeLoggerHook)."""
     logger = (cfg.get('default_hooks') or {}).get('logger')
@@ -293,6 +310,7 @@ def prepare_train_config(cfg: Config, *, config_path: str, work_dir: Optional[st
         cfg.resume = True
         cfg.load_from = resume
     _use_safe_hooks(cfg)
+    _compile_backbone(cfg)
     check_data(cfg, ('train_dataloader', 'val_dataloader'))
     if not cfg.get('resume') and not cfg.get('load_from'):
         check_pretrained(cfg)
@@ -316,6 +334,7 @@ def prepare_test_config(cfg: Config, *, config_path: str, checkpoint: str,
     _use_safe_logger(cfg)
     _set_device_backend(cfg, launcher)
     drop_pretrained_init(cfg)
+    _compile_backbone(cfg)
     if amp:
         cfg.test_cfg = cfg.get('test_cfg') or {}
         cfg.test_cfg.fp16 = True

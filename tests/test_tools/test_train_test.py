@@ -207,3 +207,44 @@ def test_same_seed_deterministic_runs_log_identical_losses(demo_root, tmp_path, 
         assert len(logged) >= 2
         losses.append(logged)
     assert losses[0] == losses[1]
+
+
+@pytest.mark.floor
+@pytest.mark.parametrize('config', [DET, SEG, CLS])
+def test_compile_option_compiles_the_backbone(demo_root, monkeypatch, tmp_path, config):
+    """``--cfg-options compile=...`` compiles the backbone (not mmengine's whole train_step),
+    in training and in testing; dynamo's own ``eager`` backend keeps the test quick (inductor's
+    output is checked against eager in tests/test_models/test_backbones/test_shape_generic.py).
+    """
+    from torch._dynamo.utils import counters
+    monkeypatch.chdir(demo_root)
+    work_dir = tmp_path / 'work'
+    for run in ('train', 'test'):
+        torch._dynamo.reset()
+        counters.clear()
+        if run == 'train':
+            assert run_train(config, work_dir, 'compile.backend=eager') == 0
+        else:
+            assert test_tool.main([config, last_checkpoint(work_dir), '--work-dir',
+                                   str(tmp_path / 'test'), '--cfg-options', *NO_WORKERS,
+                                   'compile.backend=eager']) == 0
+        assert counters['stats']['unique_graphs'] >= 1, run
+        assert counters['stats']['unique_graphs'] <= 4, dict(counters['stats'])
+
+
+def test_compile_true_becomes_the_backbone_hook(tmp_path):
+    from mmengine.config import Config
+
+    from mmhire.engine import ConfigError, prepare_test_config, prepare_train_config
+    cfg = Config.fromfile(CLS)
+    cfg.compile = True
+    checkpoint = tmp_path / 'x.pth'
+    checkpoint.write_bytes(b'')
+    prepare_test_config(cfg, config_path=CLS, checkpoint=str(checkpoint))
+    assert cfg.compile is None
+    assert [h for h in cfg.custom_hooks if h['type'] == 'CompileBackboneHook'] == [
+        dict(type='CompileBackboneHook')]
+    cfg = Config.fromfile(CLS)
+    cfg.compile = 'yes'
+    with pytest.raises(ConfigError, match="compile='yes': give True or a dict"):
+        prepare_train_config(cfg, config_path=CLS, work_dir=str(tmp_path))
