@@ -66,3 +66,20 @@ def test_inference_is_timed_before_any_training_step(monkeypatch):
     rows = benchmark.run(args)
     assert groups == [['infer_fp32', 'infer_bf16'] * 2, ['train_fp32'] * 2]
     assert [r['mode'] for r in rows] == [step.mode for step in made]  # rows keep their order
+
+
+def test_sizes_may_be_rectangular_with_their_own_batch(monkeypatch):
+    assert benchmark.parse_size('224') == (224, 224, None)
+    assert benchmark.parse_size('800x1216@2') == (800, 1216, 2)
+    for bad in ('800by1216', '224@0'):
+        with pytest.raises(Exception, match='224, 800x1216 or 800x1216@2|at least 1'):
+            benchmark.parse_size(bad)
+    shapes = []
+    monkeypatch.setattr(benchmark, 'make_step', lambda model, mode, x: shapes.append(
+        tuple(x.shape)))
+    monkeypatch.setattr(benchmark, 'measure_interleaved', lambda steps, *a: [
+        dict(seconds=1., min=1., max=1., peak_mib=0.) for _ in steps])
+    rows = benchmark.run(benchmark.parse_args(['--models', 'hire_t', '--sizes', '64',
+                                               '40x72@3', '--modes', 'infer_fp32']))
+    assert shapes == [(16, 3, 64, 64), (3, 3, 40, 72)]
+    assert [(r['size'], r['batch']) for r in rows] == [('64', 16), ('40x72', 3)]

@@ -1,7 +1,7 @@
 """Measure inference throughput, training-step time and peak memory of classifiers.
 
     python tools/analysis_tools/benchmark.py [--models hire_s hire_s_reference resnet50 ...]
-        [--batch-size 16] [--sizes 224 448] [--modes infer_fp32 infer_bf16 train_fp32
+        [--batch-size 16] [--sizes 224 800x1216@2] [--modes infer_fp32 infer_bf16 train_fp32
         train_bf16] [--warmup 3] [--repeats 10] [--threads N] [--device cpu|cuda]
         [--out-dir work_dirs/benchmark]
 
@@ -17,9 +17,9 @@ Models: ``hire_{t,s,b}`` (mmhire's HireMLP with its default ``fast_path='auto'``
 in deploy form, i.e. BatchNorm folded into the convolutions), ``hire_s_plain`` (mmhire's
 HireMLP with ``fast_path='off'``: the plain formulation, without deploy folding),
 ``hire_s_reference`` (the straightforward formulation), ``hire_s_compiled`` (hire_s under
-``torch.compile``), and mmpretrain's ``resnet50``, ``swin_t``, ``convnext_t``,
-``poolformer_s24``. Every model is a whole ImageNet classifier: backbone, global average
-pooling and a 1000-way linear layer.
+``torch.compile(dynamic=True)``: one graph for every size; inference in deploy form), and
+mmpretrain's ``resnet50``, ``swin_t``, ``convnext_t``, ``poolformer_s24``. Every model is a
+whole ImageNet classifier: backbone, global average pooling and a 1000-way linear layer.
 """
 import argparse
 import contextlib
@@ -109,11 +109,11 @@ def build_model(name: str) -> nn.Module:
     return BUILDERS[name]()
 
 
-def macs_per_image(model: nn.Module, size: int) -> int:
+def macs_per_image(model: nn.Module, height: int, width: int) -> int:
     from mmengine.analysis import FlopAnalyzer
     model = model.eval()
     with torch.no_grad():
-        analyzer = FlopAnalyzer(model, torch.zeros(1, 3, size, size))
+        analyzer = FlopAnalyzer(model, torch.zeros(1, 3, height, width))
         analyzer.unsupported_ops_warnings(False).uncalled_modules_warnings(False)
         return int(analyzer.total())
 
@@ -293,13 +293,13 @@ def inference_form(name: str, model: nn.Module) -> nn.Module:
     deployed = copy.deepcopy(model).eval()
     deployed.backbone.switch_to_deploy()
     if name.endswith('_compiled'):
-        deployed = torch.compile(deployed)
+        deployed = torch.compile(deployed, dynamic=True)  # one graph for every size
     return deployed
 
 
 def training_form(name: str, model: nn.Module) -> nn.Module:
     if name.endswith('_compiled'):
-        return torch.compile(model)
+        return torch.compile(model, dynamic=True)
     return model
 
 
@@ -315,12 +315,14 @@ def run(args) -> List[Dict]:
         torch.manual_seed(0)
         model = build_model(name).to(device)
         forms = dict(infer=inference_form(name, model), train=training_form(name, model))
-        for size in args.sizes:
-            x = torch.randn(args.batch_size, 3, size, size, device=device)
-            macs = macs_per_image(model, size)
+        for height, width, batch in args.sizes:
+            batch = batch or args.batch_size
+            x = torch.randn(batch, 3, height, width, device=device)
+            macs = macs_per_image(model, height, width)
+            size = str(height) if height == width else f'{height}x{width}'
             for mode in args.modes:
                 steps.append(make_step(forms[mode.split('_')[0]], mode, x))
-                rows.append(dict(model=name, mode=mode, size=size, batch=args.batch_size,
+                rows.append(dict(model=name, mode=mode, size=size, batch=batch,
                                  gmacs=macs / 1e9, macs=macs))
     print(f'timing {len(steps)} measurements, {args.repeats} rounds', flush=True)
     # Inference is timed before any training step has run, as in a process that only serves
@@ -340,7 +342,7 @@ def run(args) -> List[Dict]:
         row['images_per_s'] = row['batch'] / row['seconds']
         flops = 2 * row.pop('macs') * (1 if row['mode'].startswith('infer') else 3)
         row['gflops_per_s'] = flops * row['images_per_s'] / 1e9
-        print(f'{row["model"]:>16} {row["mode"]:>10} {row["size"]:>4}px  '
+        print(f'{row["model"]:>16} {row["mode"]:>10} {row["size"]:>8}px x{row["batch"]:<3} '
               f'{row["images_per_s"]:8.1f} img/s ({row["min"] * 1e3:.0f}-'
               f'{row["max"] * 1e3:.0f} ms/batch)  {row["gflops_per_s"]:6.0f} GFLOP/s  '
               f'peak {row["peak_mib"]:7.0f} MiB', flush=True)
@@ -391,7 +393,7 @@ def chart(rows: List[Dict], path: str) -> None:
     import matplotlib
     matplotlib.use('Agg')
     import matplotlib.pyplot as plt
-    sizes = sorted({r['size'] for r in rows})
+    sizes = list(dict.fromkeys(r['size'] for r in rows))
     modes = [m for m in MODES if any(r['mode'] == m for r in rows)]
     models = list(dict.fromkeys(r['model'] for r in rows))
     fig, axes = plt.subplots(1, len(sizes), figsize=(7 * len(sizes), 0.5 * len(models) + 2),
@@ -406,11 +408,26 @@ def chart(rows: List[Dict], path: str) -> None:
         ax.set_yticklabels(models)
         ax.invert_yaxis()
         ax.set_xlabel('images/s')
-        ax.set_title(f'{size}x{size}, batch {rows[0]["batch"]}')
+        batch = next(r['batch'] for r in rows if r['size'] == size)
+        ax.set_title(f'{size}, batch {batch}')
         ax.legend(fontsize=8)
     fig.tight_layout()
     fig.savefig(path, dpi=100)
     plt.close(fig)
+
+
+def parse_size(text: str):
+    """``'224'`` -> (224, 224, None); ``'800x1216@2'`` -> (800, 1216, 2)."""
+    try:
+        shape, _, batch = text.partition('@')
+        height, _, width = shape.lower().partition('x')
+        parsed = (int(height), int(width or height), int(batch) if batch else None)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f'{text!r} is not a size: 224, 800x1216 or '
+                                         f'800x1216@2') from None
+    if parsed[2] is not None and parsed[2] < 1:
+        raise argparse.ArgumentTypeError(f'{text!r}: the batch after @ must be at least 1')
+    return parsed
 
 
 def parse_args(argv=None):
@@ -418,7 +435,9 @@ def parse_args(argv=None):
     parser.add_argument('--models', nargs='+', default=list(DEFAULT_MODELS),
                         help=f'any of {sorted(BUILDERS)}')
     parser.add_argument('--batch-size', type=int, default=16)
-    parser.add_argument('--sizes', type=int, nargs='+', default=[224])
+    parser.add_argument('--sizes', type=parse_size, nargs='+', default=[parse_size('224')],
+                        metavar='SIZE', help='input sizes: 224 (square), 800x1216 (HxW), '
+                        'with @N for a batch of N there (800x1216@2); default: 224')
     parser.add_argument('--modes', nargs='+', default=list(MODES), choices=MODES)
     parser.add_argument('--warmup', type=int, default=3)
     parser.add_argument('--repeats', type=int, default=10)
@@ -432,7 +451,7 @@ def parse_args(argv=None):
     args = parser.parse_args(argv)
     if args.batch_size < 1 or args.repeats < 1 or args.warmup < 0:
         parser.error('--batch-size and --repeats must be at least 1, --warmup at least 0')
-    if min(args.sizes) < 32:
+    if min(min(h, w) for h, w, _ in args.sizes) < 32:
         parser.error('--sizes must be at least 32 (the smallest input HireMLP takes)')
     if args.device.startswith('cuda') and not torch.cuda.is_available():
         parser.error('--device cuda: no GPU is available here')
