@@ -38,9 +38,9 @@ def output_names(model: nn.Module) -> List[str]:
 
 def dynamo_exporter_available() -> Tuple[bool, str]:
     """Whether the dynamo exporter can run here, and if not, why."""
-    from torch.export import Dim
+    dim = getattr(getattr(torch, 'export', None), 'Dim', None)  # torch.export.Dim: 2.2+
     if ('dynamo' not in inspect.signature(torch.onnx.export).parameters
-            or not hasattr(Dim, 'DYNAMIC')):
+            or not hasattr(dim, 'DYNAMIC')):
         return False, (f'torch {torch.__version__} has no dynamo ONNX exporter with '
                        f'Dim.DYNAMIC (torch >= 2.6); use the torchscript exporter')
     try:
