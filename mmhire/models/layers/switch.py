@@ -98,6 +98,8 @@ FORMS = {
 
 def use_fast_form(form: str, x: torch.Tensor, module_mode: str = 'auto') -> bool:
     """Whether the fast ``form`` runs for input ``x`` of a module set to ``module_mode``."""
+    if is_compiling():
+        return False  # decided first: torch 2.1's dynamo cannot read a missing variable
     mode = resolve(module_mode)
     if mode == 'off' or not cpu_inference(x):
         return False
