@@ -232,20 +232,3 @@ def test_compile_option_compiles_the_backbone(demo_root, monkeypatch, tmp_path, 
         assert counters['stats']['unique_graphs'] >= 1, run
         assert counters['stats']['unique_graphs'] <= 4, dict(counters['stats'])
 
-
-def test_compile_true_becomes_the_backbone_hook(tmp_path):
-    from mmengine.config import Config
-
-    from mmhire.engine import ConfigError, prepare_test_config, prepare_train_config
-    cfg = Config.fromfile(CLS)
-    cfg.compile = True
-    checkpoint = tmp_path / 'x.pth'
-    checkpoint.write_bytes(b'')
-    prepare_test_config(cfg, config_path=CLS, checkpoint=str(checkpoint))
-    assert cfg.compile is None
-    assert [h for h in cfg.custom_hooks if h['type'] == 'CompileBackboneHook'] == [
-        dict(type='CompileBackboneHook')]
-    cfg = Config.fromfile(CLS)
-    cfg.compile = 'yes'
-    with pytest.raises(ConfigError, match="compile='yes': give True or a dict"):
-        prepare_train_config(cfg, config_path=CLS, work_dir=str(tmp_path))
