@@ -65,10 +65,6 @@ def export_onnx(model: nn.Module, example: torch.Tensor, path: str,
     directory = os.path.dirname(os.path.abspath(path))
     os.makedirs(directory, exist_ok=True)
     names = output_names(model)
-    axes = {0: 'batch', 2: 'height', 3: 'width'}
-    dynamic_axes = {'input': axes, **{n: {0: 'batch'} for n in names}}
-    if not isinstance(model, ClassifierScores):
-        dynamic_axes.update({n: axes for n in names})
     partial = os.path.join(directory, f'.{os.path.basename(path)}.partial')
     if opset is None:
         opset = 18 if exporter == 'dynamo' else 17
@@ -89,7 +85,10 @@ def export_onnx(model: nn.Module, example: torch.Tensor, path: str,
     else:
         if 'dynamo' in inspect.signature(torch.onnx.export).parameters:
             options['dynamo'] = False
-        options['dynamic_axes'] = dynamic_axes
+        axes = {0: 'batch', 2: 'height', 3: 'width'}
+        # class scores have a batch axis only; feature maps all three
+        out_axes = {0: 'batch'} if isinstance(model, ClassifierScores) else axes
+        options['dynamic_axes'] = {'input': axes, **{n: out_axes for n in names}}
     try:
         with torch.no_grad():
             torch.onnx.export(model.eval(), (example, ), partial, **options)

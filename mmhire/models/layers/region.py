@@ -45,6 +45,13 @@ def shift_pad_positions(length, region_size: int, step: int,
                 length)
 
 
+def unshift_positions(length, step: int, device: torch.device) -> torch.Tensor:
+    """Position of the shifted sequence that each of the ``length`` original positions went
+    to: ``(i + step) mod L``, the roll back; computed from ``length`` as
+    :func:`shift_pad_positions` is."""
+    return _mod(torch.arange(length, device=device) + step, length)
+
+
 def fold_regions(x: torch.Tensor, dim: int, region_size: int, step: int) -> torch.Tensor:
     """The plain form: (B, C, H, W) -> (B, C*p, Hp/p, W) for ``dim=2``, or
     (B, C*p, H, Wp/p) for ``dim=3``, where Hp (Wp) is the padded length.
@@ -79,9 +86,8 @@ def unfold_regions(y: torch.Tensor, dim: int, region_size: int, step: int,
     else:
         # (B, C*p, H, Wp/p) -> (B, C, p, H, Wp/p) -> (B, C, H, Wp/p, p) -> (B, C, H, Wp)
         x = y.reshape(B, C, p, H, W).permute(0, 1, 3, 4, 2).reshape(B, C, H, W * p)
-    source = _mod(torch.arange(length, device=y.device) + step, length)
     # (B, C, Hp, W) -> (B, C, H, W), likewise along W
-    return x.index_select(dim, source)
+    return x.index_select(dim, unshift_positions(length, step, y.device))
 
 
 def fold_index(length: int, region_size: int, step: int) -> torch.Tensor:
@@ -98,10 +104,9 @@ def fold_index(length: int, region_size: int, step: int) -> torch.Tensor:
 def unfold_index(length: int, region_size: int, step: int) -> torch.Tensor:
     """The gather that undoes :func:`fold_index`: position ``i`` takes padded position
     ``r = (i + step) mod length``, at ``(r mod p) * L/p + r // p``; the padding is dropped."""
-    groups = -(-length // region_size)
-    rows = [(i + step) % length for i in range(length)]
-    return torch.tensor([(r % region_size) * groups + r // region_size for r in rows],
-                        dtype=torch.long)
+    groups = (length + region_size - 1) // region_size
+    rows = unshift_positions(length, step, torch.device('cpu'))
+    return rows % region_size * groups + rows // region_size
 
 
 class RegionGathers:
