@@ -4,6 +4,7 @@
     python -m mmhire train CONFIG [options]          tools/train.py
     python -m mmhire test CONFIG CHECKPOINT [...]    tools/test.py
     python -m mmhire inference CONFIG CKPT IMAGE --out OUT.png
+    python -m mmhire weights {tiny,small,base}       download + convert the released weights
     python -m mmhire convert SRC DST                 released ImageNet weights -> mmhire
     python -m mmhire make-demo-data [--root DIR]     the built-in demo data sets
     python -m mmhire configs [--paths]               the configs, by name (or file)
@@ -42,7 +43,7 @@ def run_tool(relpath: str, argv: List[str]) -> int:
 
 def main(argv: Optional[List[str]] = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
-    commands = sorted(TOOLS) + ['configs', 'doctor']
+    commands = sorted(list(TOOLS) + ['configs', 'doctor', 'weights'])
     if not argv or argv[0] in ('-h', '--help'):
         print(__doc__)
         return 0 if argv else 2
@@ -62,6 +63,9 @@ def main(argv: Optional[List[str]] = None) -> int:
     if command == 'doctor':
         from mmhire.doctor import run
         return run()
+    if command == 'weights':
+        from mmhire.weights import main as weights
+        return weights(rest)
     if command not in TOOLS:
         print(f'error: unknown command {command!r}; choose one of: {", ".join(commands)} '
               '(python -m mmhire --help)', file=sys.stderr)

@@ -6,7 +6,7 @@ import os
 import pytest
 import torch
 from conftest import CONFIG_DIR, load_tool
-from reference_hire_mlp import ReferenceHireMLPNet, randomize_
+from reference_hire_mlp import ReferenceHireMLPNet, deit_style_checkpoint, randomize_
 
 from mmhire.models import HireMLP
 from mmhire.utils.config import build_model, load_config
@@ -14,33 +14,6 @@ from mmhire.utils.config import build_model, load_config
 converter = load_tool('model_converters/hire_mlp_to_mmhire.py')
 
 pytestmark = pytest.mark.floor
-
-
-def deit_style_checkpoint(model, ema_state):
-    """What the release's DeiT-style train.py saves: the weights, the EMA weights, the
-    optimizer, the timm cosine scheduler's and the loss scaler's state dicts, the epoch and
-    the command line as an argparse.Namespace."""
-    trained = copy.deepcopy(model).train()  # gives the optimizer a state; `model` is saved
-    optimizer = torch.optim.AdamW(trained.parameters(), lr=5e-4, weight_decay=0.05)
-    trained(torch.rand(2, 3, 64, 64)).sum().backward()
-    optimizer.step()
-    args = argparse.Namespace(
-        model='hire_mlp_tiny', batch_size=256, epochs=300, lr=5e-4, min_lr=1e-5,
-        warmup_lr=1e-6, warmup_epochs=20, cooldown_epochs=10, opt='adamw', opt_eps=1e-8,
-        weight_decay=0.05, sched='cosine', drop_path=0.0, mixup=0.8, cutmix=1.0,
-        cutmix_minmax=None, smoothing=0.1, aa='rand-m9-mstd0.5-inc1', reprob=0.25,
-        model_ema=True, model_ema_decay=0.99996, data_path='/data/imagenet', device='cuda',
-        seed=0, dist_url='env://', input_size=224, repeated_aug=True)
-    lr_scheduler = dict(t_initial=300, lr_min=1e-5, cycle_mul=1.0, warmup_t=20,
-                        warmup_lr_init=1e-6, warmup_prefix=False, t_in_epochs=True,
-                        noise_range_t=None, noise_pct=0.67, noise_seed=42,
-                        base_values=[5e-4, 5e-4], warmup_steps=[2.5e-5, 2.5e-5],
-                        param_group_field='lr', metric=None)
-    scaler = dict(scale=65536.0, growth_factor=2.0, backoff_factor=0.5, growth_interval=2000,
-                  _growth_tracker=0)
-    return dict(model=model.state_dict(), model_ema=ema_state,
-                optimizer=optimizer.state_dict(), lr_scheduler=lr_scheduler, epoch=299,
-                scaler=scaler, args=args)
 
 
 def stage_outputs(backbone):
