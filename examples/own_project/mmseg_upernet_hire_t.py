@@ -1,7 +1,8 @@
 # Your own mmseg project: mmseg's UperNet and ADE20K configs with a Hire-MLP-tiny backbone.
-# Total batch 16 (8 GPUs x 2 images), 160k iterations, 512x512 crops, with the optimiser
-# settings of mmhire's UperNet configs (AdamW lr 1.2e-4, weight decay 0.01, 800 warm-up
-# iterations, then poly decay).
+# mmseg's schedule: total batch 16 (8 GPUs x 2 images), 160k iterations, 512x512 crops,
+# with the optimiser of mmhire's UperNet configs (AdamW lr 1.2e-4, weight decay 0.01, 800
+# warm-up iterations, then poly decay). mmhire's own UperNet configs run the release's
+# 80k iterations at total batch 32 instead.
 _base_ = [
     'mmseg::_base_/models/upernet_r50.py', 'mmseg::_base_/datasets/ade20k.py',
     'mmseg::_base_/default_runtime.py', 'mmseg::_base_/schedules/schedule_160k.py'

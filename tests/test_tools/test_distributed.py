@@ -199,6 +199,22 @@ class TestSlurm:
         assert proc.returncode == 0, (proc.stdout + proc.stderr)[-4000:]
         assert 'coco/bbox_mAP' in logged_metrics(workspace / 'slurm_test')
 
+    def test_batch_job_runs_the_script_inside_its_allocation(self, workspace, slurm):
+        """The README's sbatch line: the allocation holds the tasks, slurm_train.sh's srun
+        runs as a step inside it; sbatch hands the job the submitting shell's environment and
+        folder."""
+        work_dir = workspace / 'cls_sbatch'
+        wrapped = (f'GPUS=2 GPUS_PER_NODE=2 CPUS_PER_TASK=1 {TOOLS}/slurm_train.sh mmhire '
+                   f'mmhire_step cls.py {work_dir}')
+        proc, _ = run(['sbatch', '--wait', '-p', 'mmhire', '--job-name=mmhire_batch',
+                       '--nodes=1', '--ntasks-per-node=2', '--cpus-per-task=1',
+                       f'--output={workspace}/sbatch.out', '--wrap', wrapped], workspace,
+                      MASTER_PORT=str(free_port()), **slurm)
+        log = (workspace / 'sbatch.out').read_text() if (workspace / 'sbatch.out').exists() \
+            else ''
+        assert proc.returncode == 0, (proc.stdout + proc.stderr + log)[-4000:]
+        check_two_rank_training(work_dir, log)
+
     def test_crashed_task_ends_the_job(self, workspace, slurm):
         proc, seconds = run(['bash', f'{TOOLS}/slurm_train.sh', 'mmhire', 'mmhire_crash',
                              'cls.py', str(workspace / 'slurm_crash'), '--cfg-options',

@@ -4,6 +4,7 @@ ones the README shows) are built on the libraries' own model configs, need only
 library. Each test config inherits an example unchanged and swaps in the demo data, one
 iteration and plain BN (a single CPU process cannot run SyncBN)."""
 import os
+import socket
 import subprocess
 import sys
 
@@ -144,4 +145,33 @@ def test_library_train_script_with_custom_imports(tmp_path, example):
     assert proc.returncode == 0, log[-6000:]
     assert "type='HireMLP'" in log
     assert any(word in log for word in ((metric, ) if isinstance(metric, str) else metric))
+    assert (tmp_path / 'out' / 'last_checkpoint').exists()
+
+
+def test_own_config_through_mmhire_launch_scripts(tmp_path):
+    """mmhire's tools/dist_train.sh takes an own-project config as it is, SyncBN included
+    (two CPU processes with gloo, where the tools turn SyncBN into BN)."""
+    make_data(tmp_path, 'coco')
+    (tmp_path / 'checkpoints').mkdir()
+    backbone = HireMLP('tiny').state_dict()
+    torch.save({'state_dict': {f'backbone.{k}': v for k, v in backbone.items()}},
+               tmp_path / 'checkpoints' / 'hire_t_in1k.pth')
+    example = os.path.join(EXAMPLES, 'mmdet_mask_rcnn_hire_t.py')
+    (tmp_path / 'my_config.py').write_text(
+        f'_base_ = {example!r}\n' + COCO_DATA +
+        'model = dict(roi_head=dict(bbox_head=dict(num_classes=3), '
+        'mask_head=dict(num_classes=3)))\n')
+    with socket.socket() as sock:
+        sock.bind(('127.0.0.1', 0))
+        port = sock.getsockname()[1]
+    env = dict(os.environ, PYTHONPATH='', PYTHON=sys.executable, MMHIRE_DEVICE='cpu',
+               PORT=str(port))
+    proc = subprocess.run(
+        ['bash', os.path.join(REPO_ROOT, 'tools', 'dist_train.sh'), 'my_config.py', '2',
+         '--work-dir', 'out'], cwd=tmp_path, env=env, capture_output=True, text=True,
+        timeout=900)
+    log = proc.stdout + proc.stderr
+    assert proc.returncode == 0, log[-6000:]
+    assert 'Distributed training: True' in log and 'GPU number: 2' in log
+    assert 'coco/segm_mAP' in log
     assert (tmp_path / 'out' / 'last_checkpoint').exists()
