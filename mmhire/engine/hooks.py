@@ -26,6 +26,7 @@ from mmhire.utils.checkpoint import (
     strip_module_prefix,
     write_text_atomic,
 )
+from mmhire.utils.compat import compile_kwargs
 
 
 @HOOKS.register_module()
@@ -287,13 +288,14 @@ class CompileBackboneHook(Hook):
 
     Args:
         **options: Keyword arguments of ``torch.compile`` (``backend``, ``mode``,
-            ``dynamic``, ...). Defaults to ``dynamic=True``.
+            ``dynamic``, ...). Defaults to ``dynamic=True``, and with inductor to the
+            settings of :func:`mmhire.utils.compat.compile_kwargs`.
     """
 
     priority = 'VERY_HIGH'
 
     def __init__(self, **options) -> None:
-        self.options = dict(dict(dynamic=True), **options)
+        self.options = compile_kwargs(**options)
 
     def before_run(self, runner) -> None:
         model = runner.model.module if is_model_wrapper(runner.model) else runner.model

@@ -73,3 +73,27 @@ def autocast_dtype(device_type: str) -> Optional[torch.dtype]:
     if device_type == 'cuda':
         return torch.get_autocast_gpu_dtype() if torch.is_autocast_enabled() else None
     return None
+
+
+#: Inductor settings HireMLP needs. torch's inductor (seen on 2.14), compiling a training graph
+#: with dynamic shapes, fails in its channels-last layout choice for a view that the backward
+#: keeps ("cannot determine truth value of Relational": it sorts symbolic strides without the
+#: shape environment). Without that layout optimisation the graph compiles.
+INDUCTOR_OPTIONS = {'layout_optimization': False}
+
+
+def compile_kwargs(**options) -> dict:
+    """Keyword arguments of ``torch.compile`` for HireMLP: ``dynamic=True`` unless given, and
+    for the inductor backend :data:`INDUCTOR_OPTIONS`, through ``options`` (merged under the
+    caller's own), or, since torch takes ``mode`` or ``options`` but not both, set in
+    inductor's config when ``mode`` is given."""
+    options = dict(dict(dynamic=True), **options)
+    if options.get('backend', 'inductor') != 'inductor':
+        return options
+    if options.get('mode') is not None:
+        import torch._inductor.config as inductor_config
+        for key, value in INDUCTOR_OPTIONS.items():
+            setattr(inductor_config, key, value)
+        return options
+    options['options'] = dict(INDUCTOR_OPTIONS, **(options.get('options') or {}))
+    return options

@@ -209,13 +209,12 @@ def test_same_seed_deterministic_runs_log_identical_losses(demo_root, tmp_path, 
     assert losses[0] == losses[1]
 
 
+@pytest.mark.floor
 @pytest.mark.parametrize('config', [DET, SEG, CLS])
 def test_compile_option_compiles_the_backbone(demo_root, monkeypatch, tmp_path, config):
     """``--cfg-options compile=...`` compiles the backbone (not mmengine's whole train_step),
     in training and in testing; dynamo's own ``eager`` backend keeps the test quick (inductor's
     output is checked against eager in tests/test_models/test_backbones/test_shape_generic.py).
-    Newest stack only: torch 2.1's dynamo, given the backbone's bound forward with dynamic
-    shapes, turns the stage counter into a symbolic int and stops at ``i in out_indices``.
     """
     from torch._dynamo.utils import counters
     monkeypatch.chdir(demo_root)

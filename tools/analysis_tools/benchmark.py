@@ -35,6 +35,8 @@ from typing import Callable, Dict, List, Optional
 import torch
 import torch.nn as nn
 
+from mmhire.utils.compat import compile_kwargs
+
 MODES = ('infer_fp32', 'infer_bf16', 'train_fp32', 'train_bf16')
 DEFAULT_MODELS = ('hire_t', 'hire_s', 'hire_b', 'hire_s_plain', 'hire_s_reference',
                   'resnet50', 'swin_t', 'convnext_t', 'poolformer_s24')
@@ -293,13 +295,13 @@ def inference_form(name: str, model: nn.Module) -> nn.Module:
     deployed = copy.deepcopy(model).eval()
     deployed.backbone.switch_to_deploy()
     if name.endswith('_compiled'):
-        deployed = torch.compile(deployed, dynamic=True)  # one graph for every size
+        deployed = torch.compile(deployed, **compile_kwargs())  # one graph for every size
     return deployed
 
 
 def training_form(name: str, model: nn.Module) -> nn.Module:
     if name.endswith('_compiled'):
-        return torch.compile(model, dynamic=True)
+        return torch.compile(model, **compile_kwargs())
     return model
 
 

@@ -520,7 +520,9 @@ class HireMLP(BaseModule):
         if x.size(1) != self.in_channels:
             raise ValueError(f'HireMLP was built with in_channels={self.in_channels} but the '
                              f'input has {x.size(1)} channels (shape {tuple(x.shape)})')
-        if min(x.shape[2:]) < MIN_INPUT_SIZE:
+        # each side on its own: min() of the two would make torch 2.1's dynamo guard on
+        # which side is the shorter, and compile again when that changes
+        if x.size(2) < MIN_INPUT_SIZE or x.size(3) < MIN_INPUT_SIZE:
             raise ValueError(f'HireMLP needs inputs of at least {MIN_INPUT_SIZE}x'
                              f'{MIN_INPUT_SIZE} pixels, got {tuple(x.shape[2:])}; resize or '
                              f'pad the images')
@@ -532,11 +534,12 @@ class HireMLP(BaseModule):
         """
         self._check_input(x)
         outs = []
-        for i in range(self.num_stages):
-            x = self.downsample_layers[i](x)
-            x = self._run_stage(self.stages[i], x)
-            if i in self.out_indices:
-                outs.append(getattr(self, f'norm{i}')(x))
+        for i, (down, stage) in enumerate(zip(self.downsample_layers, self.stages)):
+            x = self._run_stage(stage, down(x))
+            # the stages in out_indices, and only those, have an output norm
+            norm = getattr(self, f'norm{i}', None)
+            if norm is not None:
+                outs.append(norm(x))
         return tuple(outs)
 
     #: Elements (per image: channels x height x width) of the feature map that one chunk of
