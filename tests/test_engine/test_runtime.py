@@ -71,3 +71,25 @@ def test_test_and_train_configs_use_the_safe_logger(tmp_path):
     own = Config(dict(default_hooks=dict(logger=dict(type='MyLoggerHook'))))
     _use_safe_logger(own)
     assert own.default_hooks.logger.type == 'MyLoggerHook'  # a user's own hook is left alone
+
+
+@pytest.mark.floor
+def test_compile_option_becomes_the_backbone_hook():
+    from mmhire.engine.runtime import _compile_backbone
+    cfg = Config(dict(compile=dict(backend='eager'),
+                      custom_hooks=[dict(type='CompileBackboneHook'), dict(type='Other')]))
+    _compile_backbone(cfg)
+    assert cfg.compile is None  # mmengine does not compile the train_step as well
+    assert cfg.custom_hooks == [dict(type='Other'),
+                                dict(type='CompileBackboneHook', backend='eager')]
+    off = Config(dict(compile=False))
+    _compile_backbone(off)
+    assert 'custom_hooks' not in off
+
+
+@pytest.mark.floor
+@pytest.mark.parametrize('value', ['yes', 1, ['eager']])
+def test_bad_compile_option_is_refused(value):
+    from mmhire.engine.runtime import _compile_backbone
+    with pytest.raises(ConfigError, match=r'give True or a dict of torch.compile options'):
+        _compile_backbone(Config(dict(compile=value)))

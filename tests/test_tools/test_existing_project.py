@@ -175,3 +175,29 @@ def test_own_config_through_mmhire_launch_scripts(tmp_path):
     assert 'Distributed training: True' in log and 'GPU number: 2' in log
     assert 'coco/segm_mAP' in log
     assert (tmp_path / 'out' / 'last_checkpoint').exists()
+
+
+@pytest.mark.floor
+def test_library_train_script_compiles_the_backbone(tmp_path):
+    """CompileBackboneHook from mmdet's own train.py on an own-project config, with dynamo's
+    eager backend (graph capture without code generation keeps it quick). (mmengine's own
+    `compile=True` compiles the whole train_step, optimizer step included, where torch
+    2.14's dynamo fails inside AdamW.step, outside HireMLP.)"""
+    library, maker, overrides, metric = CASES['mmdet_mask_rcnn_hire_t.py']
+    make_data(tmp_path, maker)
+    (tmp_path / 'checkpoints').mkdir()
+    backbone = HireMLP('tiny').state_dict()
+    torch.save({'state_dict': {f'backbone.{k}': v for k, v in backbone.items()}},
+               tmp_path / 'checkpoints' / 'hire_t_in1k.pth')
+    example = os.path.join(EXAMPLES, 'mmdet_mask_rcnn_hire_t.py')
+    (tmp_path / 'my_config.py').write_text(
+        f'_base_ = {example!r}\n' + overrides +
+        "custom_hooks = [dict(type='CompileBackboneHook', backend='eager')]\n")
+    proc = subprocess.run(
+        [sys.executable, library_train_script(library), 'my_config.py', '--work-dir', 'out'],
+        cwd=tmp_path, env=dict(os.environ, PYTHONPATH=''), capture_output=True, text=True,
+        timeout=900)
+    log = proc.stdout + proc.stderr
+    assert proc.returncode == 0, log[-6000:]
+    assert 'compiled the backbone (HireMLP)' in log
+    assert any(word in log for word in ((metric, ) if isinstance(metric, str) else metric))
