@@ -201,3 +201,34 @@ def test_library_train_script_compiles_the_backbone(tmp_path):
     assert proc.returncode == 0, log[-6000:]
     assert 'compiled the backbone (HireMLP)' in log
     assert any(word in log for word in ((metric, ) if isinstance(metric, str) else metric))
+
+
+@pytest.mark.floor
+def test_library_train_script_with_mmengine_compile(tmp_path):
+    """mmengine's own `compile=...` (the whole train_step) from mmpretrain's train.py, with the
+    eager backend: it trains on torch 2.1; on torch 2.14 dynamo fails inside AdamW.step,
+    outside HireMLP, as docs/deployment.md says (CompileBackboneHook is the way there)."""
+    version = tuple(int(v) for v in torch.__version__.split('.')[:2])
+    if version not in ((2, 1), (2, 14)):
+        pytest.skip(f'checked on torch 2.1 and 2.14 only, not {torch.__version__}')
+    library, maker, overrides, _ = CASES['mmpretrain_hire_t_in1k.py']
+    make_data(tmp_path, maker)
+    (tmp_path / 'checkpoints').mkdir()
+    backbone = HireMLP('tiny').state_dict()
+    torch.save({'state_dict': {f'backbone.{k}': v for k, v in backbone.items()}},
+               tmp_path / 'checkpoints' / 'hire_t_in1k.pth')
+    example = os.path.join(EXAMPLES, 'mmpretrain_hire_t_in1k.py')
+    (tmp_path / 'my_config.py').write_text(
+        f'_base_ = {example!r}\n' + overrides + "compile = dict(backend='eager')\n")
+    proc = subprocess.run(
+        [sys.executable, library_train_script(library), 'my_config.py', '--work-dir', 'out'],
+        cwd=tmp_path, env=dict(os.environ, PYTHONPATH=''), capture_output=True, text=True,
+        timeout=900)
+    log = proc.stdout + proc.stderr
+    assert 'Model has been "compiled"' in log
+    if version == (2, 1):
+        assert proc.returncode == 0, log[-6000:]
+    else:
+        assert proc.returncode != 0
+        assert "'UserDefinedDictVariable' object has no attribute 'items'" in log
+        assert 'torch/optim/adam.py' in log and 'hire_mlp' not in log.split('from user code')[-1]
