@@ -4,8 +4,11 @@ PY := $(VENV)/bin/python
 # The oldest supported stack (torch 2.1, numpy 1.26), in a venv of its own.
 FLOOR_VENV ?= .venv-floor
 FLOOR_PY := $(FLOOR_VENV)/bin/python
+# The floor stack plus mmdeploy and its ONNX Runtime, for the deployment tests.
+DEPLOY_VENV ?= .venv-deploy
+DEPLOY_PY := $(DEPLOY_VENV)/bin/python
 
-.PHONY: setup setup-floor test test-floor lint demo doctor clean-venv
+.PHONY: setup setup-floor setup-deploy test test-floor test-deploy lint demo doctor clean-venv
 # TASK=det (Mask R-CNN, the main job), seg (UperNet) or cls (classifier)
 TASK ?= det
 
@@ -15,6 +18,9 @@ setup:
 setup-floor:
 	MMHIRE_VENV=$(FLOOR_VENV) bash tools/setup_env.sh floor
 
+setup-deploy:
+	MMHIRE_VENV=$(DEPLOY_VENV) bash tools/setup_env.sh deploy
+
 test: setup
 	$(PY) -m ruff check mmhire tools tests configs examples setup.py
 	$(PY) -m pytest tests $(PYTEST_ARGS)
@@ -23,6 +29,10 @@ test: setup
 test-floor: setup-floor
 	$(FLOOR_PY) -m pytest tests -m floor $(PYTEST_ARGS)
 
+# The tests marked `deploy` (mmdeploy's export and ONNX Runtime) on the deployment stack.
+test-deploy: setup-deploy
+	$(DEPLOY_PY) -m pytest tests -m deploy $(PYTEST_ARGS)
+
 lint: setup
 	$(PY) -m ruff check mmhire tools tests configs examples setup.py
 
@@ -30,7 +40,7 @@ demo: setup
 	$(PY) tools/run_demo.py --task $(TASK)
 
 clean-venv:
-	rm -rf $(VENV) $(FLOOR_VENV)
+	rm -rf $(VENV) $(FLOOR_VENV) $(DEPLOY_VENV)
 
 doctor: setup
 	$(PY) -m mmhire.doctor

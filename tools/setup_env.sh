@@ -3,10 +3,12 @@
 # torch + torchvision, mmengine, mmcv 2.1.0 compiled with its ops, mmdet, mmsegmentation,
 # mmpretrain, the test tools and mmhire itself (editable).
 #
-# Usage: tools/setup_env.sh [default|floor]
+# Usage: tools/setup_env.sh [default|floor|deploy]
 #   default  the newest tested stack, requirements/stack.txt, in <repo>/.venv
 #   floor    the oldest supported stack (torch 2.1, numpy 1.26), requirements/stack-floor.txt,
 #            in <repo>/.venv-floor
+#   deploy   the floor stack plus mmdeploy and its ONNX Runtime (requirements/deploy.txt), in
+#            <repo>/.venv-deploy; it reuses the floor stack's compiled mmcv
 #
 # Environment variables:
 #   MMHIRE_VENV   where the environment lives (default: as above)
@@ -22,7 +24,9 @@ STACK=${1:-default}
 case "$STACK" in
     default) stack_file="$ROOT/requirements/stack.txt"; default_venv="$ROOT/.venv" ;;
     floor) stack_file="$ROOT/requirements/stack-floor.txt"; default_venv="$ROOT/.venv-floor" ;;
-    *) echo "[setup_env] error: unknown stack '$STACK'; choose 'default' or 'floor'" >&2; exit 2 ;;
+    deploy) stack_file="$ROOT/requirements/stack-floor.txt"; default_venv="$ROOT/.venv-deploy" ;;
+    *) echo "[setup_env] error: unknown stack '$STACK'; choose 'default', 'floor' or 'deploy'" >&2
+       exit 2 ;;
 esac
 VENV=${MMHIRE_VENV:-$default_venv}
 CACHE=${MMHIRE_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/mmhire}
@@ -36,10 +40,12 @@ inputs_hash() {
         | sha256sum | cut -d' ' -f1
 }
 
+imports='import mmcv.ops, mmdet, mmseg, mmpretrain, mmhire'
+[ "$STACK" = deploy ] && imports="$imports, mmdeploy, onnxruntime"
 stamp="$VENV/.mmhire-setup-stamp"
 want="$(inputs_hash) cuda=${FORCE_CUDA:-auto}"
 if [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$want" ] \
-    && "$VENV/bin/python" -c 'import mmcv.ops, mmdet, mmseg, mmpretrain, mmhire' 2>/dev/null; then
+    && "$VENV/bin/python" -c "$imports" 2>/dev/null; then
     log "environment $VENV is up to date"
     exit 0
 fi
@@ -106,12 +112,14 @@ log "installing mmcv, mmdet, mmsegmentation, mmpretrain, test tools and mmhire"
 # stack file as constraints keeps torch, torchvision and numpy where the first stage put them.
 stack_tests=()
 [ "$STACK" = default ] && stack_tests=(-r "$ROOT/requirements/tests-default.txt")
+# mmdeploy pins onnxruntime/onnx/protobuf: its file is a constraint as well as a requirement.
+[ "$STACK" = deploy ] && stack_tests=(-r "$ROOT/requirements/deploy.txt" -c "$ROOT/requirements/deploy.txt")
 pip_install --no-cache-dir "$wheel" -c "$stack_file" -r "$ROOT/requirements/optional.txt" \
     -r "$ROOT/requirements/tests.txt" "${stack_tests[@]}" \
     "mmdet==3.3.0" "mmsegmentation==1.2.2" "mmpretrain==1.2.0" "ftfy==6.3.1"
 pip_install --no-build-isolation --no-deps -e "$ROOT"
 
-"$PY" -c 'import mmcv.ops, mmdet, mmseg, mmpretrain, mmhire' \
+"$PY" -c "$imports" \
     || { log "error: the environment does not import"; exit 1; }
 echo "$want" > "$stamp"
 log "environment ready: $VENV"

@@ -1,0 +1,267 @@
+"""Deployment through mmdeploy: an mmhire model config and checkpoint -> ``end2end.onnx`` and
+mmdeploy's SDK meta files (``deploy.json``, ``pipeline.json``, ``detail.json``), with mmhire's
+deploy configs (``configs/deploy/``) chosen by the model's library.
+
+mmdeploy 1.3 rewrites models while the TorchScript ONNX exporter traces them, which ties it to
+the torch 2.1 era; ``make setup-deploy`` builds that environment (``.venv-deploy``).
+"""
+import copy
+import os
+import os.path as osp
+import shutil
+import tempfile
+from typing import Dict, List, Optional, Tuple, Union
+
+import numpy as np
+import torch
+from mmengine.config import Config
+
+#: The deploy config each library's models get unless another is named.
+DEFAULT_DEPLOY_CONFIGS = {
+    'mmpretrain': 'classification_onnxruntime_dynamic',
+    'mmseg': 'segmentation_onnxruntime_dynamic',
+    'mmdet': 'instance-seg_onnxruntime_dynamic',
+}
+#: The codebase (``codebase_config.type``) of each library's deploy configs.
+CODEBASES = {'mmpretrain': 'mmpretrain', 'mmseg': 'mmseg', 'mmdet': 'mmdet'}
+#: The files a deployment writes into its work dir.
+OUTPUT_FILES = ('end2end.onnx', 'deploy.json', 'pipeline.json', 'detail.json')
+#: mmdeploy 1.3's rewrites need the TorchScript exporter; from torch 2.9 on,
+#: ``torch.onnx.export`` uses the dynamo exporter and mmdeploy's rewrites do not apply.
+NEWEST_TORCH_FOR_MMDEPLOY = (2, 8)
+#: The torch versions the deployment tests ran on.
+TESTED_TORCH = '2.1'
+
+
+class DeployError(RuntimeError):
+    """A deployment that cannot run, with what to do about it."""
+
+
+def deploy_config_dir() -> str:
+    from mmhire.utils.paths import config_dir
+    return osp.join(config_dir(), 'deploy')
+
+
+def list_deploy_configs() -> List[str]:
+    """mmhire's deploy configs, by name (the file name without ``.py``)."""
+    root = deploy_config_dir()
+    if not osp.isdir(root):
+        return []
+    return sorted(name[:-3] for name in os.listdir(root) if name.endswith('.py'))
+
+
+def resolve_deploy_config(name: str) -> str:
+    """A deploy config file: ``name`` itself when it is a file, else mmhire's deploy config of
+    that name (``segmentation_onnxruntime_static-512x512``)."""
+    if osp.isfile(name):
+        return name
+    stem = osp.basename(name)
+    stem = stem[:-3] if stem.endswith('.py') else stem
+    known = list_deploy_configs()
+    if stem in known:
+        return osp.join(deploy_config_dir(), stem + '.py')
+    raise DeployError(f'deploy config {name!r} is neither a file nor one of mmhire\'s deploy '
+                      'configs:\n  ' + '\n  '.join(known))
+
+
+def torch_version() -> Tuple[int, int]:
+    return tuple(int(part) for part in torch.__version__.split('+')[0].split('.')[:2])
+
+
+def check_environment() -> None:
+    """Stops with the fix when mmdeploy or ONNX Runtime is missing, or torch is too new."""
+    if torch_version() > NEWEST_TORCH_FOR_MMDEPLOY:
+        raise DeployError(
+            f'mmdeploy cannot export with torch {torch.__version__}: its model rewrites hook '
+            'the TorchScript ONNX exporter, and from torch 2.9 torch.onnx.export uses the '
+            f'dynamo exporter. Deploy in the deployment environment (torch {TESTED_TORCH}): '
+            '`make setup-deploy`, then `.venv-deploy/bin/python -m mmhire deploy ...`; or, on '
+            'this torch, export the backbone or classifier with '
+            '`python tools/deployment/export_onnx.py` (docs/deployment.md)')
+    missing = []
+    for package in ('mmdeploy', 'onnxruntime', 'onnx'):
+        try:
+            __import__(package)
+        except ImportError:
+            missing.append(package)
+    if missing:
+        raise DeployError(
+            f'{", ".join(missing)} {"is" if len(missing) == 1 else "are"} not installed here. '
+            '`make setup-deploy` builds the deployment environment (the torch 2.1 stack with '
+            'mmdeploy 1.3.1, onnxruntime 1.15.1, onnx 1.14.1, protobuf 3.20.2) in '
+            '.venv-deploy; run `.venv-deploy/bin/python -m mmhire deploy ...` there')
+
+
+def find_backbone(model_cfg: Config) -> Optional[dict]:
+    """The model's HireMLP backbone config, or None."""
+    backbone = model_cfg.get('model', {}).get('backbone')
+    if isinstance(backbone, dict) and str(backbone.get('type', '')).split('.')[-1] == 'HireMLP':
+        return backbone
+    return None
+
+
+def check_model_config(model_cfg: Config, deploy_cfg: Config, config_name: str) -> str:
+    """The model's library, after checking that the config is an mmhire model of a library
+    the deploy config's codebase serves."""
+    from mmhire.utils.config import model_library
+
+    if 'model' not in model_cfg:
+        raise DeployError(f'{config_name} has no `model`: give a model config (an mmhire '
+                          'config or your own with a HireMLP backbone)')
+    if find_backbone(model_cfg) is None:
+        backbone = model_cfg.model.get('backbone', {})
+        what = backbone.get('type') if isinstance(backbone, dict) else None
+        raise DeployError(
+            f'{config_name} is not an mmhire model: its backbone is {what!r}, not HireMLP. '
+            'mmhire deploys HireMLP models; use mmdeploy\'s own tools/deploy.py for others')
+    library = model_library(model_cfg)
+    if library not in DEFAULT_DEPLOY_CONFIGS:
+        raise DeployError(f'{config_name} has default_scope={library!r}; mmhire deploys '
+                          f'models of {", ".join(DEFAULT_DEPLOY_CONFIGS)}')
+    codebase = deploy_cfg.get('codebase_config', {}).get('type')
+    if codebase != CODEBASES[library]:
+        raise DeployError(
+            f'the deploy config is for {codebase!r} models and {config_name} is an {library} '
+            f'model: use {DEFAULT_DEPLOY_CONFIGS[library]} (or leave --deploy-cfg out)')
+    if library == 'mmdet' and deploy_cfg.codebase_config.get('task') == 'ObjectDetection' \
+            and 'masks' in deploy_cfg.onnx_config.get('output_names', []) \
+            and not _has_mask_head(model_cfg):
+        raise DeployError(f'{config_name} has no mask head, and the deploy config exports '
+                          'masks: use a detection deploy config of your own without `masks` '
+                          'in onnx_config.output_names')
+    return library
+
+
+def _has_mask_head(model_cfg: Config) -> bool:
+    roi_head = model_cfg.model.get('roi_head') or {}
+    return bool(roi_head.get('mask_head'))
+
+
+def check_checkpoint(checkpoint: str, model: torch.nn.Module) -> None:
+    """Stops unless ``checkpoint`` is a readable file whose weights fit ``model`` (the same
+    parameter names and shapes: mmdeploy would otherwise export the missing ones as they were
+    initialised and only warn)."""
+    from mmhire.utils.checkpoint import safe_load, shape_mismatches, state_dict_of
+
+    if not osp.isfile(checkpoint):
+        raise DeployError(f'checkpoint {checkpoint!r} does not exist: give the .pth file the '
+                          'training wrote (work_dirs/<config>/epoch_N.pth or iter_N.pth)')
+    try:
+        loaded = safe_load(checkpoint)
+    except Exception as error:  # noqa: BLE001 (its message says what is wrong with the file)
+        raise DeployError(str(error)) from error
+    state = state_dict_of(loaded) if isinstance(loaded, dict) else None
+    if not state or not all(torch.is_tensor(v) for v in state.values()):
+        raise DeployError(f'checkpoint {checkpoint!r} holds no state_dict of tensors')
+    expected = model.state_dict()
+    missing = sorted(set(expected) - set(state))
+    unexpected = sorted(set(state) - set(expected))
+    wrong, n_wrong = shape_mismatches(model, state, limit=4)
+    if missing or unexpected or wrong:
+        def some(keys):
+            return ', '.join(keys[:4]) + (f' and {len(keys) - 4} more' if len(keys) > 4 else '')
+        problems = []
+        if missing:
+            problems.append(f'{len(missing)} weights missing ({some(missing)})')
+        if unexpected:
+            problems.append(f'{len(unexpected)} weights the model does not have '
+                            f'({some(unexpected)})')
+        if wrong:
+            problems.append(f'{n_wrong} of other shapes ({"; ".join(wrong)})')
+        raise DeployError(f'checkpoint {checkpoint!r} does not fit the model of this config: '
+                          + '; '.join(problems) + '. Give the checkpoint this config trained '
+                          '(the same arch, classes and heads)')
+
+
+def example_image(deploy_cfg: Config, library: str, seed: int = 0) -> np.ndarray:
+    """A BGR uint8 image to trace with: the deploy config's fixed size, else a size typical of
+    the library's test pipelines (the pipeline resizes it anyway)."""
+    shape = deploy_cfg.onnx_config.get('input_shape')
+    if shape:
+        width, height = shape
+    else:
+        height, width = {'mmpretrain': (256, 256), 'mmseg': (512, 683),
+                         'mmdet': (480, 640)}[library]
+    rng = np.random.default_rng(seed)
+    return rng.integers(0, 256, (height, width, 3), dtype=np.uint8)
+
+
+def deploy(model_config: Union[str, Config], checkpoint: str,
+           deploy_config: Optional[str] = None, work_dir: str = 'work_dirs/deploy',
+           image: Optional[Union[str, np.ndarray]] = None, device: str = 'cpu',
+           config_name: Optional[str] = None) -> Dict[str, str]:
+    """Exports the model of ``model_config`` with the weights of ``checkpoint`` as mmdeploy
+    does (``tools/deploy.py`` without the backend conversion, which ONNX Runtime does not
+    need) and returns the written files by name.
+
+    Every check runs before anything is written; the files are made in a hidden folder of
+    ``work_dir`` and moved into place only when all of them are complete, so a failed or
+    interrupted deployment leaves the work dir as it was.
+    """
+    check_environment()
+    from mmdeploy.apis import torch2onnx
+    from mmdeploy.backend.sdk.export_info import export2SDK
+    from mmdeploy.utils import load_config as mmdeploy_load_config
+
+    from mmhire.utils.config import build_model, load_config
+
+    from . import mmdeploy_rewriters  # noqa: F401  (registers them with mmdeploy)
+
+    if isinstance(model_config, str):
+        config_name = config_name or model_config
+        model_cfg = load_config(model_config)
+    else:
+        model_cfg = model_config
+        config_name = config_name or 'the model config'
+    from mmhire.utils.config import model_library
+    library = model_library(model_cfg)
+    deploy_path = resolve_deploy_config(
+        deploy_config or DEFAULT_DEPLOY_CONFIGS.get(library, 'classification_onnxruntime_dynamic'))
+    deploy_cfg = mmdeploy_load_config(deploy_path)[0]
+    check_model_config(model_cfg, deploy_cfg, config_name)
+    if not isinstance(image, (str, np.ndarray)) and image is not None:
+        raise DeployError(f'image must be a file or an array, not {type(image).__name__}')
+    if isinstance(image, str) and not osp.isfile(image):
+        raise DeployError(f'image {image!r} does not exist')
+    check_checkpoint(checkpoint, build_model(model_cfg))
+    check_input_size(model_cfg, deploy_cfg)
+    if image is None:
+        image = example_image(deploy_cfg, library)
+
+    os.makedirs(work_dir, exist_ok=True)
+    staging = tempfile.mkdtemp(prefix='.deploy-', dir=work_dir)
+    try:
+        # mmdeploy rewrites the config's test pipeline for an array input: give it a copy
+        torch2onnx(image, staging, OUTPUT_FILES[0], copy.deepcopy(deploy_cfg),
+                   copy.deepcopy(model_cfg), checkpoint, device)
+        export2SDK(deploy_cfg, model_cfg, staging, pth=checkpoint, device=device)
+        written = {}
+        for name in OUTPUT_FILES:
+            if not osp.isfile(osp.join(staging, name)):
+                raise DeployError(f'mmdeploy did not write {name}')
+        for name in OUTPUT_FILES:
+            target = osp.join(work_dir, name)
+            os.replace(osp.join(staging, name), target)
+            written[name] = target
+        return written
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+
+
+def check_input_size(model_cfg: Config, deploy_cfg: Config) -> None:
+    """Stops when a fixed-size deploy config asks for an input below HireMLP's minimum."""
+    from mmhire.models.backbones.hire_mlp import MIN_INPUT_SIZE as minimum
+
+    shape = deploy_cfg.onnx_config.get('input_shape')
+    if not shape:
+        return
+    width, height = shape
+    if min(width, height) < minimum:
+        raise DeployError(f'the deploy config\'s input_shape {width}x{height} (W x H) is below '
+                          f'HireMLP\'s minimum input of {minimum} pixels a side; use a larger '
+                          'input_shape or a dynamic deploy config')
+
+
+__all__ = ['DEFAULT_DEPLOY_CONFIGS', 'DeployError', 'OUTPUT_FILES', 'check_checkpoint',
+           'check_environment', 'check_model_config', 'deploy', 'deploy_config_dir',
+           'list_deploy_configs', 'resolve_deploy_config']

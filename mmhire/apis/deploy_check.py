@@ -1,0 +1,144 @@
+"""Checks of a model deployed by :func:`mmhire.apis.deploy.deploy` against the PyTorch model
+it came from: at sizes other than the export size, and by the metrics of a test set.
+
+- classifiers: the largest difference of the class scores, relative to the largest score;
+- segmentors: the share of pixels given the same class;
+- detectors: PyTorch's top detections found again in the deployed model's (same label,
+  box IoU, score difference, mask pixels agreeing);
+- any of them: the test set's metrics from mmdeploy's test runner, for both models.
+"""
+import copy
+from typing import Dict, List, Sequence, Tuple
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from mmengine.config import Config
+
+Size = Tuple[int, int]
+
+
+def onnx_session(path: str):
+    import onnxruntime
+    return onnxruntime.InferenceSession(path, providers=['CPUExecutionProvider'])
+
+
+def classifier_agreement(model: torch.nn.Module, onnx_path: str, sizes: Sequence[Size],
+                         batch: int = 2, seed: int = 0) -> List[Tuple[Size, float]]:
+    """Per size: the largest difference between the ONNX file's class scores (mmdeploy's
+    classifier ends in a softmax) and PyTorch's, relative to PyTorch's largest score, on
+    random normalised images of that size."""
+    session = onnx_session(onnx_path)
+    generator = torch.Generator().manual_seed(seed)
+    results = []
+    for height, width in sizes:
+        x = torch.randn(batch, 3, height, width, generator=generator)
+        got = torch.from_numpy(session.run(None, {'input': x.numpy()})[0])
+        with torch.no_grad():
+            expected = F.softmax(model(x, mode='tensor'), dim=1)
+        results.append(((height, width),
+                        float((got - expected).abs().max() / expected.abs().max())))
+    return results
+
+
+def segmentor_agreement(model: torch.nn.Module, onnx_path: str, sizes: Sequence[Size],
+                        seed: int = 0) -> List[Tuple[Size, float]]:
+    """Per size: the share of pixels to which the ONNX file (mmdeploy's segmentor, argmax in
+    the graph) gives the class PyTorch's ``encode_decode`` gives, on a random normalised
+    image of that size."""
+    session = onnx_session(onnx_path)
+    generator = torch.Generator().manual_seed(seed)
+    results = []
+    for height, width in sizes:
+        x = torch.randn(1, 3, height, width, generator=generator)
+        got = torch.from_numpy(session.run(None, {'input': x.numpy()})[0])[:, 0]
+        with torch.no_grad():
+            logits = model.encode_decode(x, [dict(img_shape=(height, width))])
+        expected = logits.argmax(1)
+        if got.shape != expected.shape:
+            raise RuntimeError(f'the ONNX class map is {tuple(got.shape)} for a {height}x'
+                               f'{width} input; PyTorch\'s is {tuple(expected.shape)}')
+        results.append(((height, width), float((got == expected).float().mean())))
+    return results
+
+
+def box_iou(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """IoU of every box of ``a`` (N, 4) with every box of ``b`` (M, 4), x1y1x2y2."""
+    lt = torch.max(a[:, None, :2], b[None, :, :2])
+    rb = torch.min(a[:, None, 2:], b[None, :, 2:])
+    inter = (rb - lt).clamp(min=0).prod(-1)
+    area_a = (a[:, 2:] - a[:, :2]).clamp(min=0).prod(-1)
+    area_b = (b[:, 2:] - b[:, :2]).clamp(min=0).prod(-1)
+    return inter / (area_a[:, None] + area_b[None, :] - inter).clamp(min=1e-9)
+
+
+def match_detections(expected, got, top: int = 10) -> Dict[str, float]:
+    """Finds each of the ``top`` highest-scoring detections of ``expected`` (mmdet
+    ``InstanceData``: bboxes, scores, labels, masks) among ``got``'s of the same label, by
+    box IoU, and reports the worst IoU, score difference and mask agreement (the share of
+    the image's pixels on which the two masks agree) over them."""
+    order = expected.scores.argsort(descending=True)[:top]
+    report = dict(compared=int(order.numel()), matched=0, min_iou=1., max_score_diff=0.,
+                  min_mask_agreement=1.)
+    if order.numel() == 0:
+        return report
+    got_boxes = got.bboxes.float()
+    for i in order.tolist():
+        same = (got.labels == expected.labels[i]).nonzero().flatten()
+        if same.numel() == 0:
+            report['min_iou'] = 0.
+            continue
+        ious = box_iou(expected.bboxes[i:i + 1].float(), got_boxes[same])[0]
+        best = int(ious.argmax())
+        j = int(same[best])
+        report['matched'] += 1
+        report['min_iou'] = min(report['min_iou'], float(ious[best]))
+        report['max_score_diff'] = max(report['max_score_diff'],
+                                       float((expected.scores[i] - got.scores[j]).abs()))
+        if 'masks' in expected and 'masks' in got:
+            a, b = torch.as_tensor(expected.masks[i]), torch.as_tensor(got.masks[j])
+            report['min_mask_agreement'] = min(report['min_mask_agreement'],
+                                               float((a.bool() == b.bool()).float().mean()))
+    return report
+
+
+class DeployedPair:
+    """The PyTorch model and the deployed ONNX model of one deployment, fed the same
+    inputs by mmdeploy's task processor (the config's test pipeline)."""
+
+    def __init__(self, model_cfg: Config, deploy_cfg: Config, checkpoint: str,
+                 onnx_path: str, device: str = 'cpu') -> None:
+        from mmdeploy.apis import build_task_processor
+
+        self.model_cfg, self.deploy_cfg = model_cfg, deploy_cfg
+        self.processor = build_task_processor(copy.deepcopy(model_cfg),
+                                              copy.deepcopy(deploy_cfg), device)
+        self.torch_model = self.processor.build_pytorch_model(checkpoint).eval()
+        self.backend_model = self.processor.build_backend_model(
+            [onnx_path], data_preprocessor_updater=self.processor.update_data_preprocessor)
+
+    def predict(self, image: np.ndarray):
+        """Both models' results for one BGR image: (PyTorch's, the ONNX model's, the input
+        size the test pipeline made)."""
+        data, _ = self.processor.create_input(image, None)
+        with torch.no_grad():
+            expected = self.torch_model.test_step(copy.deepcopy(data))[0]
+            got = self.backend_model.test_step(data)[0]
+        return expected, got, tuple(expected.metainfo.get('batch_input_shape',
+                                                          expected.metainfo['img_shape']))
+
+    def evaluate(self, work_dir: str) -> Tuple[Dict[str, float], Dict[str, float]]:
+        """The config's test set metrics of the PyTorch model and of the ONNX model, each from
+        mmdeploy's test runner (the config's ``test_dataloader`` and ``test_evaluator``)."""
+        metrics = []
+        for name, model in (('pytorch', self.torch_model), ('onnx', self.backend_model)):
+            runner = self.processor.build_test_runner(
+                model, f'{work_dir}/{name}', log_file=None, show=False, show_dir=None,
+                wait_time=0, interval=1000,
+                dataloader=copy.deepcopy(self.model_cfg.test_dataloader))
+            metrics.append(dict(runner.test()))
+        return metrics[0], metrics[1]
+
+
+__all__ = ['DeployedPair', 'box_iou', 'classifier_agreement', 'match_detections',
+           'segmentor_agreement']
