@@ -6,6 +6,7 @@
     python -m mmhire inference CONFIG CKPT IMAGE --out OUT.png
     python -m mmhire weights {tiny,small,base}       download + convert the released weights
     python -m mmhire convert SRC DST                 released ImageNet weights -> mmhire
+    python -m mmhire deploy CONFIG CKPT [...]        mmdeploy: end2end.onnx + meta files
     python -m mmhire make-demo-data [--root DIR]     the built-in demo data sets
     python -m mmhire configs [--paths]               the configs, by name (or file)
     python -m mmhire doctor                          check this environment
@@ -25,6 +26,7 @@ TOOLS = {
     'test': 'test.py',
     'inference': 'inference.py',
     'convert': 'model_converters/hire_mlp_to_mmhire.py',
+    'deploy': 'deployment/deploy.py',
     'make-demo-data': 'misc/make_demo_data.py',
 }
 

@@ -8,7 +8,7 @@ it came from: at sizes other than the export size, and by the metrics of a test 
 - any of them: the test set's metrics from mmdeploy's test runner, for both models.
 """
 import copy
-from typing import Dict, List, Sequence, Tuple
+from typing import Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 import torch
@@ -102,6 +102,19 @@ def match_detections(expected, got, top: int = 10) -> Dict[str, float]:
     return report
 
 
+def resized_to(model_cfg: Config, size: Size) -> Config:
+    """A copy of ``model_cfg`` whose test pipelines resize every image to ``size`` (H, W)
+    exactly."""
+    cfg = copy.deepcopy(model_cfg)
+    pipelines = [cfg.get('test_pipeline'),
+                 cfg.get('test_dataloader', {}).get('dataset', {}).get('pipeline')]
+    for pipeline in pipelines:
+        for transform in pipeline or []:
+            if str(transform.get('type', '')).split('.')[-1] == 'Resize':
+                transform.update(scale=(size[1], size[0]), keep_ratio=False)
+    return cfg
+
+
 class DeployedPair:
     """The PyTorch model and the deployed ONNX model of one deployment, fed the same
     inputs by mmdeploy's task processor (the config's test pipeline)."""
@@ -117,10 +130,17 @@ class DeployedPair:
         self.backend_model = self.processor.build_backend_model(
             [onnx_path], data_preprocessor_updater=self.processor.update_data_preprocessor)
 
-    def predict(self, image: np.ndarray):
+    def predict(self, image: np.ndarray, input_size: Optional[Size] = None):
         """Both models' results for one BGR image: (PyTorch's, the ONNX model's, the input
-        size the test pipeline made)."""
-        data, _ = self.processor.create_input(image, None)
+        size the test pipeline made). With ``input_size`` (H, W), the test pipeline's resize
+        makes the image exactly that size."""
+        saved = self.processor.model_cfg
+        if input_size is not None:
+            self.processor.model_cfg = resized_to(saved, input_size)
+        try:
+            data, _ = self.processor.create_input(image, None)
+        finally:
+            self.processor.model_cfg = saved
         with torch.no_grad():
             expected = self.torch_model.test_step(copy.deepcopy(data))[0]
             got = self.backend_model.test_step(data)[0]
@@ -141,4 +161,4 @@ class DeployedPair:
 
 
 __all__ = ['DeployedPair', 'box_iou', 'classifier_agreement', 'match_detections',
-           'segmentor_agreement']
+           'resized_to', 'segmentor_agreement']
