@@ -14,7 +14,7 @@ ARCH_OF = {'t': 'tiny', 's': 'small', 'b': 'base', 'l': 'large'}
 CONFIGS = sorted(
     os.path.relpath(p, CONFIG_DIR) for p in glob.glob(os.path.join(CONFIG_DIR, '**', '*.py'),
                                                       recursive=True)
-    if '_base_' not in p)
+    if '_base_' not in p and os.path.relpath(p, CONFIG_DIR).split(os.sep)[0] != 'deploy')
 NAME_RE = re.compile(r'^(?:.*/)?(?P<task>hire|mask_rcnn_hire|cascade_mask_rcnn_hire|upernet_hire|'
                      r'sem_fpn_hire)_(?P<arch>[tsbl])_'
                      r'(?P<data>in1k|coco|ade20k)')

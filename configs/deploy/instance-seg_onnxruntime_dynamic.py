@@ -1,4 +1,4 @@
-# mmdet Mask R-CNN / Cascade Mask R-CNN -> ONNX Runtime, any batch and image size.
+# mmdet Mask R-CNN -> ONNX Runtime, any batch and image size (Cascade: docs/deployment.md).
 _base_ = ['./_base_/instance_seg.py']
 onnx_config = dict(
     dynamic_axes=dict(

@@ -30,8 +30,9 @@ class ClassifierScores(nn.Module):
 
 
 def output_names(model: nn.Module) -> List[str]:
-    """``out0`` .. ``outN`` for a backbone, ``scores`` for a classifier."""
-    if isinstance(model, ClassifierScores):
+    """``out0`` .. ``outN`` for a backbone, ``scores`` for a classifier (or any other model
+    without the backbone's ``out_indices``)."""
+    if isinstance(model, ClassifierScores) or not hasattr(model, 'out_indices'):
         return ['scores']
     return [f'out{i}' for i in range(len(model.out_indices))]
 
@@ -87,7 +88,7 @@ def export_onnx(model: nn.Module, example: torch.Tensor, path: str,
             options['dynamo'] = False
         axes = {0: 'batch', 2: 'height', 3: 'width'}
         # class scores have a batch axis only; feature maps all three
-        out_axes = {0: 'batch'} if isinstance(model, ClassifierScores) else axes
+        out_axes = {0: 'batch'} if names == ['scores'] else axes
         options['dynamic_axes'] = {'input': axes, **{n: out_axes for n in names}}
     try:
         with torch.no_grad():

@@ -33,11 +33,13 @@ def tool_path(relpath: str) -> str:
 
 
 def list_configs() -> List[str]:
-    """The configs users run, relative to the config folder (``_base_`` files left out)."""
+    """The model configs users run, relative to the config folder (``_base_`` files and the
+    deploy configs of ``deploy/`` left out)."""
     root = config_dir()
     return sorted(
         osp.relpath(p, root) for p in glob.glob(osp.join(root, '**', '*.py'), recursive=True)
-        if '_base_' not in osp.relpath(p, root).split(os.sep))
+        if '_base_' not in osp.relpath(p, root).split(os.sep)
+        and osp.relpath(p, root).split(os.sep)[0] != 'deploy')
 
 
 def resolve_config(name: str) -> str:

@@ -83,3 +83,27 @@ def test_sizes_may_be_rectangular_with_their_own_batch(monkeypatch):
                                                '40x72@3', '--modes', 'infer_fp32']))
     assert shapes == [(16, 3, 64, 64), (3, 3, 40, 72)]
     assert [(r['size'], r['batch']) for r in rows] == [('64', 16), ('40x72', 3)]
+
+
+def test_deployed_rows(tmp_path):
+    """ONNX Runtime and OpenVINO rows beside PyTorch's: each deployed model is checked against
+    PyTorch when it is built; bf16 runs on OpenVINO only, training on neither."""
+    models = ['hire_t', 'hire_t_ort', 'hire_t_openvino', 'resnet50_ort']
+    assert benchmark.main([
+        '--models', *models, '--sizes', '64', '48x80@1', '--batch-size', '2', '--repeats', '1',
+        '--warmup', '0', '--modes', 'infer_fp32', 'infer_bf16', 'train_fp32',
+        '--out-dir', str(tmp_path)]) == 0
+    rows = json.loads((tmp_path / 'benchmark.json').read_text())['results']
+    got = {(r['model'], r['mode'], r['size']) for r in rows}
+    expected = {(m, 'infer_fp32', s) for m in models for s in ('64', '48x80')}
+    expected |= {(m, mode, s) for m in ('hire_t', 'hire_t_openvino') for s in ('64', '48x80')
+                 for mode in ('infer_bf16', )}
+    expected |= {('hire_t', 'train_fp32', s) for s in ('64', '48x80')}
+    assert got == expected
+    assert all(r['images_per_s'] > 0 for r in rows)
+
+
+def test_deployed_model_on_cuda_is_refused(capsys):
+    with pytest.raises(SystemExit):
+        benchmark.main(['--models', 'hire_t_ort', '--device', 'cuda', '--sizes', '64'])
+    assert 'hire_t_ort run on the CPU only' in capsys.readouterr().err

@@ -20,6 +20,13 @@ HireMLP with ``fast_path='off'``: the plain formulation, without deploy folding)
 ``torch.compile(dynamic=True)``: one graph for every size; inference in deploy form), and
 mmpretrain's ``resnet50``, ``swin_t``, ``convnext_t``, ``poolformer_s24``. Every model is a
 whole ImageNet classifier: backbone, global average pooling and a 1000-way linear layer.
+
+Deployed models (inference only): any of them with ``_ort`` or ``_openvino`` appended
+(``hire_s_ort``, ``resnet50_openvino``) is its inference form exported once to ONNX (the
+TorchScript exporter, dynamic batch, height and width) and run by ONNX Runtime or OpenVINO on
+the CPU with as many threads as torch uses. OpenVINO runs ``infer_fp32`` in fp32 (its
+precision hint set, since it would pick bf16 on CPUs with AMX) and ``infer_bf16`` in bf16;
+ONNX Runtime runs ``infer_fp32`` only. Other modes of deployed models are left out.
 """
 import argparse
 import contextlib
@@ -29,9 +36,11 @@ import os.path as osp
 import platform
 import statistics
 import sys
+import tempfile
 import time
 from typing import Callable, Dict, List, Optional
 
+import numpy as np
 import torch
 import torch.nn as nn
 
@@ -105,7 +114,65 @@ BUILDERS: Dict[str, Callable[[], nn.Module]] = {
 DEPLOYED = frozenset({'hire_t', 'hire_s', 'hire_b', 'hire_s_compiled'})
 
 
+#: Runtimes a model can be deployed to, by the name's suffix.
+RUNTIMES = ('ort', 'openvino')
+
+
+def deployed_runtime(name: str):
+    """(the PyTorch model's name, the runtime) for a deployed model's name, else (name, None)."""
+    base, _, suffix = name.rpartition('_')
+    if suffix in RUNTIMES and base in BUILDERS:
+        return base, suffix
+    return name, None
+
+
+class DeployedRunner:
+    """An ONNX export of a model's inference form, run by ONNX Runtime or OpenVINO."""
+
+    def __init__(self, model: nn.Module, runtime: str, example: torch.Tensor, path: str,
+                 threads: int) -> None:
+        from mmhire.apis.export import export_onnx
+        export_onnx(model, example, path)
+        self.runtime, self.path, self.threads = runtime, path, threads
+        self.sessions = {}
+        # what is timed must be the model: its fp32 scores against PyTorch's, once
+        got = torch.as_tensor(np.asarray(self.session('f32')(example.numpy())[0]))
+        with torch.inference_mode():
+            expected = model(example)
+        error = float((got - expected).abs().max() / expected.abs().max())
+        if error > 1e-3:
+            raise RuntimeError(f'the {runtime} model differs from PyTorch by {error:.1e}')
+
+    def session(self, precision: str):
+        if precision not in self.sessions:
+            if self.runtime == 'ort':
+                import onnxruntime
+                options = onnxruntime.SessionOptions()
+                options.intra_op_num_threads = self.threads
+                session = onnxruntime.InferenceSession(self.path, options,
+                                                       providers=['CPUExecutionProvider'])
+                self.sessions[precision] = lambda x: session.run(None, {'input': x})
+            else:
+                import openvino
+                compiled = openvino.Core().compile_model(self.path, 'CPU', {
+                    'INFERENCE_PRECISION_HINT': precision,
+                    'INFERENCE_NUM_THREADS': self.threads,
+                    'PERFORMANCE_HINT': 'LATENCY'})
+                request = compiled.create_infer_request()
+                self.sessions[precision] = lambda x: list(request.infer({0: x}).values())
+        return self.sessions[precision]
+
+    def supports(self, mode: str) -> bool:
+        return mode == 'infer_fp32' or (self.runtime == 'openvino' and mode == 'infer_bf16')
+
+    def step(self, mode: str, x: torch.Tensor) -> Callable[[], None]:
+        run = self.session('bf16' if mode.endswith('bf16') else 'f32')
+        array = x.cpu().numpy()
+        return lambda: run(array)
+
+
 def build_model(name: str) -> nn.Module:
+    name = deployed_runtime(name)[0]
     if name not in BUILDERS:
         raise SystemExit(f'error: unknown model {name!r}; choose from {sorted(BUILDERS)}')
     return BUILDERS[name]()
@@ -313,17 +380,32 @@ def run(args) -> List[Dict]:
         torch.backends.cuda.matmul.allow_tf32 = True
         torch.backends.cudnn.allow_tf32 = True
     rows, steps = [], []
+    scratch = tempfile.mkdtemp(prefix='mmhire-benchmark-')
     for name in args.models:
         torch.manual_seed(0)
+        base, runtime = deployed_runtime(name)
         model = build_model(name).to(device)
-        forms = dict(infer=inference_form(name, model), train=training_form(name, model))
+        forms = dict(infer=inference_form(base, model), train=training_form(base, model))
+        runner = None
+        if runtime is not None:
+            height, width, batch = args.sizes[0]
+            runner = DeployedRunner(forms['infer'], runtime,
+                                    torch.randn(batch or args.batch_size, 3, height, width),
+                                    osp.join(scratch, f'{base}.onnx'), torch.get_num_threads())
         for height, width, batch in args.sizes:
             batch = batch or args.batch_size
             x = torch.randn(batch, 3, height, width, device=device)
             macs = macs_per_image(model, height, width)
             size = str(height) if height == width else f'{height}x{width}'
             for mode in args.modes:
-                steps.append(make_step(forms[mode.split('_')[0]], mode, x))
+                if runner is not None:
+                    if not runner.supports(mode):
+                        print(f'{name}: {mode} left out (deployed models: inference only, '
+                              'bf16 on OpenVINO only)', flush=True)
+                        continue
+                    steps.append(runner.step(mode, x))
+                else:
+                    steps.append(make_step(forms[mode.split('_')[0]], mode, x))
                 rows.append(dict(model=name, mode=mode, size=size, batch=batch,
                                  gmacs=macs / 1e9, macs=macs))
     print(f'timing {len(steps)} measurements, {args.repeats} rounds', flush=True)
@@ -455,6 +537,9 @@ def parse_args(argv=None):
         parser.error('--batch-size and --repeats must be at least 1, --warmup at least 0')
     if min(min(h, w) for h, w, _ in args.sizes) < 32:
         parser.error('--sizes must be at least 32 (the smallest input HireMLP takes)')
+    deployed = [m for m in args.models if deployed_runtime(m)[1] is not None]
+    if deployed and args.device != 'cpu':
+        parser.error(f'{", ".join(deployed)} run on the CPU only: leave out --device or them')
     if args.device.startswith('cuda') and not torch.cuda.is_available():
         parser.error('--device cuda: no GPU is available here')
     return args
