@@ -15,12 +15,9 @@ import torch
 import torch.nn.functional as F
 from mmengine.config import Config
 
+from .export import onnx_session
+
 Size = Tuple[int, int]
-
-
-def onnx_session(path: str):
-    import onnxruntime
-    return onnxruntime.InferenceSession(path, providers=['CPUExecutionProvider'])
 
 
 def classifier_agreement(model: torch.nn.Module, onnx_path: str, sizes: Sequence[Size],

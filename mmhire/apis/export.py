@@ -99,6 +99,16 @@ def export_onnx(model: nn.Module, example: torch.Tensor, path: str,
             os.remove(partial)
 
 
+def parse_size(text: str) -> Tuple[int, int]:
+    """``'800x1216'`` -> ``(800, 1216)``, for the tools' ``--check-sizes``."""
+    import argparse
+    try:
+        height, width = (int(v) for v in text.lower().split('x'))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f'{text!r} is not a size HxW, e.g. 800x1216') from None
+    return height, width
+
+
 def onnx_opset(path: str) -> int:
     """The default-domain opset of the ONNX file at ``path``."""
     import onnx
@@ -147,4 +157,4 @@ def check_sizes(model: nn.Module, path: str, sizes: Sequence[Tuple[int, int]],
 
 __all__ = ['ClassifierScores', 'EXPORTERS', 'check_sizes',
            'dynamo_exporter_available', 'export_onnx', 'max_relative_difference',
-           'onnx_opset', 'onnx_session', 'output_names']
+           'onnx_opset', 'onnx_session', 'output_names', 'parse_size']

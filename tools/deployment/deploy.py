@@ -25,16 +25,10 @@ import argparse
 import os.path as osp
 import sys
 
+from mmhire.apis.export import parse_size
+
 DEFAULT_CHECK_SIZES = ('224x224', '96x160', '257x193')
 TOLERANCE = dict(scores=1e-4, pixels=0.999, iou=0.99, score=1e-3, mask=0.99)
-
-
-def size(text: str):
-    try:
-        height, width = (int(v) for v in text.lower().split('x'))
-    except ValueError:
-        raise argparse.ArgumentTypeError(f'{text!r} is not a size HxW, e.g. 800x1216') from None
-    return height, width
 
 
 def parse_args(argv=None):
@@ -48,8 +42,8 @@ def parse_args(argv=None):
                         'work_dirs/deploy/<config name>)')
     parser.add_argument('--img', help='image to trace with (default: a random image)')
     parser.add_argument('--device', default='cpu', help='device to export on')
-    parser.add_argument('--check-sizes', type=size, nargs='+', metavar='HxW',
-                        default=[size(s) for s in DEFAULT_CHECK_SIZES],
+    parser.add_argument('--check-sizes', type=parse_size, nargs='+', metavar='HxW',
+                        default=[parse_size(s) for s in DEFAULT_CHECK_SIZES],
                         help='input sizes the deployed model is compared with PyTorch at')
     parser.add_argument('--no-check', action='store_true',
                         help='skip the comparison with PyTorch')

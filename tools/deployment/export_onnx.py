@@ -19,16 +19,10 @@ import sys
 
 import torch
 
+from mmhire.apis.export import parse_size
+
 DEFAULT_CHECK_SIZES = ('32x32', '33x47', '224x224', '193x257', '97x311', '511x511',
                        '800x1216')
-
-
-def size(text: str):
-    try:
-        height, width = (int(v) for v in text.lower().split('x'))
-    except ValueError:
-        raise argparse.ArgumentTypeError(f'{text!r} is not a size HxW, e.g. 800x1216') from None
-    return height, width
 
 
 def parse_args(argv=None):
@@ -46,8 +40,8 @@ def parse_args(argv=None):
     parser.add_argument('--opset', type=int,
                         help='ONNX opset; default 17 (torchscript) or 18 (dynamo)')
     parser.add_argument('--out', required=True, help='the .onnx file to write')
-    parser.add_argument('--check-sizes', type=size, nargs='+',
-                        default=[size(s) for s in DEFAULT_CHECK_SIZES], metavar='HxW',
+    parser.add_argument('--check-sizes', type=parse_size, nargs='+',
+                        default=[parse_size(s) for s in DEFAULT_CHECK_SIZES], metavar='HxW',
                         help='sizes the file is run at against PyTorch')
     parser.add_argument('--no-check', action='store_true', help='skip the onnxruntime check')
     parser.add_argument('--tolerance', type=float, default=1e-4)
