@@ -1,4 +1,4 @@
-# mmdet Mask R-CNN -> ONNX Runtime, any batch and image size (Cascade: docs/deployment.md).
+# mmdet Mask R-CNN / Cascade Mask R-CNN -> ONNX Runtime, any batch and image size.
 _base_ = ['./_base_/instance_seg.py']
 onnx_config = dict(
     dynamic_axes=dict(

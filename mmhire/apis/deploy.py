@@ -130,23 +130,26 @@ def check_model_config(model_cfg: Config, deploy_cfg: Config, config_name: str) 
                           'masks: use a detection deploy config of your own without `masks` '
                           'in onnx_config.output_names')
     if library == 'mmdet':
-        check_cascade(model_cfg, config_name)
+        check_cascade(model_cfg, deploy_cfg, config_name)
     return library
 
 
-def check_cascade(model_cfg: Config, config_name: str) -> None:
+def check_cascade(model_cfg: Config, deploy_cfg: Config, config_name: str) -> None:
     """mmdeploy 1.3's Cascade R-CNN rewrite refines boxes between stages only with
-    class-agnostic regression (it asserts it); stop before exporting instead."""
+    class-agnostic regression (it asserts it). mmhire's rewrite for ONNX Runtime handles
+    class-aware regression too; for other backends, stop before exporting."""
     heads = (model_cfg.model.get('roi_head') or {}).get('bbox_head')
     if not isinstance(heads, (list, tuple)):
         return
     aware = [i for i, head in enumerate(heads[:-1]) if not head.get('reg_class_agnostic')]
-    if aware:
+    backend = deploy_cfg.get('backend_config', {}).get('type')
+    if aware and backend != 'onnxruntime':
         raise DeployError(
             f'{config_name} is a Cascade R-CNN whose stages {aware} regress boxes per class '
-            '(reg_class_agnostic=False); mmdeploy 1.3 exports Cascade R-CNN only with '
-            'class-agnostic regression in every stage but the last. Train with '
-            'reg_class_agnostic=True in those stages to deploy it with mmdeploy')
+            f'(reg_class_agnostic=False); for {backend!r}, mmdeploy 1.3 exports Cascade R-CNN '
+            'only with class-agnostic regression in every stage but the last (mmhire\'s '
+            'rewrite covers ONNX Runtime). Deploy to onnxruntime, or train with '
+            'reg_class_agnostic=True in those stages')
 
 
 def _has_mask_head(model_cfg: Config) -> bool:

@@ -1,4 +1,4 @@
-# mmdet instance segmentation (Mask R-CNN) as mmdeploy's end2end model:
+# mmdet instance segmentation (Mask R-CNN, Cascade Mask R-CNN) as mmdeploy's end2end model:
 # boxes with scores, labels and per-box masks (28x28, pasted into the image by the SDK or
 # mmdeploy's Python wrapper), NMS in the graph.
 _base_ = ['./onnxruntime.py']
