@@ -223,7 +223,7 @@ def deploy(model_config: Union[str, Config], checkpoint: str,
     from mmdeploy.backend.sdk.export_info import export2SDK
     from mmdeploy.utils import load_config as mmdeploy_load_config
 
-    from mmhire.utils.config import build_model, load_config
+    from mmhire.utils.config import build_model, load_config, model_library
 
     from . import mmdeploy_rewriters  # noqa: F401  (registers them with mmdeploy)
 
@@ -233,7 +233,6 @@ def deploy(model_config: Union[str, Config], checkpoint: str,
     else:
         model_cfg = model_config
         config_name = config_name or 'the model config'
-    from mmhire.utils.config import model_library
     library = model_library(model_cfg)
     deploy_path = resolve_deploy_config(
         deploy_config or DEFAULT_DEPLOY_CONFIGS.get(library, 'classification_onnxruntime_dynamic'))
