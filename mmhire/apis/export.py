@@ -1,5 +1,5 @@
-"""ONNX export of HireMLP (the backbone, or a whole classifier) with dynamic batch, height and
-width, and the check of an exported file against PyTorch in onnxruntime.
+"""ONNX export of HireMLP (the backbone, or a whole classifier or segmentor) with dynamic batch,
+height and width, and the check of an exported file against PyTorch in onnxruntime.
 
 HireMLP's forward computes its pads, crops and reshapes from the tensor's size, so one
 exported graph serves every input size: the exporter records them as ``Shape``/``Range``
@@ -7,10 +7,13 @@ nodes, not as numbers of the example input.
 """
 import inspect
 import os
+from contextlib import nullcontext
 from typing import Dict, List, Optional, Sequence, Tuple
 
 import torch
 import torch.nn as nn
+
+from .shape_generic import shape_generic_mmseg
 
 #: The exporters: ``'torchscript'`` (every supported torch) and ``'dynamo'`` (torch.export,
 #: torch >= 2.6, with the ``onnxscript`` package).
@@ -29,9 +32,28 @@ class ClassifierScores(nn.Module):
         return self.classifier(x, mode='tensor')
 
 
+class SegmentorClassMap(nn.Module):
+    """An mmseg segmentor as a plain ``images -> class map`` module: the class of every pixel
+    (B, 1, H, W), at the input's size, as mmseg's ``predict`` gives it without rescaling.
+
+    Exported with :func:`export_onnx`, mmseg's ``Upsample`` and ``PPM`` run the forwards of
+    :mod:`mmhire.apis.shape_generic`, so the file serves every size."""
+
+    def __init__(self, segmentor: nn.Module) -> None:
+        super().__init__()
+        self.segmentor = segmentor
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        logits = self.segmentor.encode_decode(x, [dict(img_shape=x.shape[2:])])
+        return logits.argmax(dim=1, keepdim=True)
+
+
 def output_names(model: nn.Module) -> List[str]:
-    """``out0`` .. ``outN`` for a backbone, ``scores`` for a classifier (or any other model
-    without the backbone's ``out_indices``)."""
+    """``out0`` .. ``outN`` for a backbone, ``classes`` for a segmentor's class map and
+    ``scores`` for a classifier (or any other model without the backbone's
+    ``out_indices``)."""
+    if isinstance(model, SegmentorClassMap):
+        return ['classes']
     if isinstance(model, ClassifierScores) or not hasattr(model, 'out_indices'):
         return ['scores']
     return [f'out{i}' for i in range(len(model.out_indices))]
@@ -90,8 +112,9 @@ def export_onnx(model: nn.Module, example: torch.Tensor, path: str,
         # class scores have a batch axis only; feature maps all three
         out_axes = {0: 'batch'} if names == ['scores'] else axes
         options['dynamic_axes'] = {'input': axes, **{n: out_axes for n in names}}
+    heads = shape_generic_mmseg() if isinstance(model, SegmentorClassMap) else nullcontext()
     try:
-        with torch.no_grad():
+        with torch.no_grad(), heads:
             torch.onnx.export(model.eval(), (example, ), partial, **options)
         os.replace(partial, path)
     finally:
@@ -124,7 +147,8 @@ def onnx_session(path: str):
 
 def max_relative_difference(model: nn.Module, session, x: torch.Tensor) -> float:
     """Largest difference between the ONNX file's outputs and PyTorch's for input ``x``, over
-    all outputs, each relative to the largest absolute value of PyTorch's output."""
+    all outputs, each relative to the largest absolute value of PyTorch's output; for a
+    :class:`SegmentorClassMap`, the share of pixels whose class differs."""
     got = session.run(None, {'input': x.numpy()})
     with torch.no_grad():
         expected = model(x)
@@ -137,8 +161,12 @@ def max_relative_difference(model: nn.Module, session, x: torch.Tensor) -> float
         if tuple(g.shape) != tuple(e.shape):
             raise RuntimeError(f'ONNX output of shape {tuple(g.shape)} where PyTorch gives '
                                f'{tuple(e.shape)} for input {tuple(x.shape)}')
+        g = torch.from_numpy(g)
+        if isinstance(model, SegmentorClassMap):
+            worst = max(worst, float((g != e).float().mean()))
+            continue
         scale = float(e.abs().max()) or 1.
-        worst = max(worst, float((torch.from_numpy(g) - e).abs().max()) / scale)
+        worst = max(worst, float((g - e).abs().max()) / scale)
     return worst
 
 
@@ -155,6 +183,6 @@ def check_sizes(model: nn.Module, path: str, sizes: Sequence[Tuple[int, int]],
     return results
 
 
-__all__ = ['ClassifierScores', 'EXPORTERS', 'check_sizes',
+__all__ = ['ClassifierScores', 'EXPORTERS', 'SegmentorClassMap', 'check_sizes',
            'dynamo_exporter_available', 'export_onnx', 'max_relative_difference',
            'onnx_opset', 'onnx_session', 'output_names', 'parse_size']

@@ -1,18 +1,25 @@
 """Export HireMLP to ONNX once, for every input size, and check it in onnxruntime.
 
     python tools/deployment/export_onnx.py --arch small --out hire_s.onnx \
-        [--checkpoint checkpoints/hire_s_in1k.pth] [--classifier] [--shape 224 224] \
+        [--checkpoint checkpoints/hire_s_in1k.pth] [--classifier | --segmentor CONFIG] \
+        [--shape 224 224] \
         [--exporter torchscript|dynamo] [--opset N] [--batch 1] \
         [--check-sizes 224x224 33x47 800x1216 ...] [--no-check]
 
 The backbone is exported in its deploy form (BatchNorm folded into the convolutions) with all
 four stage outputs (``out0`` .. ``out3``); with ``--classifier``, the whole ImageNet
 classifier of mmhire's ``hire_<arch>_in1k`` config (backbone, pooling, head) with one output,
-``scores``. Batch, height and width of the input are dynamic: the file serves every size of
-at least 32x32, whatever ``--shape`` the example input had. Unless ``--no-check`` is given,
-the file runs in onnxruntime at the sizes of ``--check-sizes`` (by default small, odd, square,
-elongated and large ones) and its outputs must equal PyTorch's within ``--tolerance`` (max
-abs difference relative to the largest value of each output).
+``scores``; with ``--segmentor CONFIG``, the whole mmseg segmentor of that config (UperNet,
+Semantic FPN, ...; its arch, not ``--arch``) with one output, ``classes``, the class of every
+pixel at the input's size. Batch, height and width of the input are dynamic: the file serves
+every size of at least 32x32, whatever ``--shape`` the example input had. Unless
+``--no-check`` is given, the file runs in onnxruntime at the sizes of ``--check-sizes`` (by
+default small, odd, square, elongated and large ones) and its outputs must equal PyTorch's
+within ``--tolerance`` (max abs difference relative to the largest value of each output;
+for a segmentor, the share of pixels whose class differs).
+
+This runs on every supported torch, the newest included, where mmdeploy cannot:
+``tools/deployment/deploy.py`` (mmdeploy) exports detectors and writes mmdeploy's meta files.
 """
 import argparse
 import sys
@@ -31,6 +38,8 @@ def parse_args(argv=None):
     parser.add_argument('--checkpoint', help='a converted classifier or backbone checkpoint')
     parser.add_argument('--classifier', action='store_true',
                         help='export the whole classifier (class scores), not the backbone')
+    parser.add_argument('--segmentor', metavar='CONFIG',
+                        help='export the whole segmentor of this mmseg config (class map)')
     parser.add_argument('--shape', type=int, nargs=2, default=[224, 224], metavar=('H', 'W'),
                         help='size of the example input the graph is traced with')
     parser.add_argument('--batch', type=int, default=1, help='batch size of the example input')
@@ -54,6 +63,8 @@ def parse_args(argv=None):
                      f'input HireMLP takes: {", ".join(small)}')
     if args.batch < 1:
         parser.error('--batch must be at least 1')
+    if args.classifier and args.segmentor:
+        parser.error('--classifier and --segmentor exclude each other')
     return args
 
 
@@ -94,20 +105,46 @@ def build_classifier(arch: str, checkpoint=None) -> torch.nn.Module:
     return ClassifierScores(model)
 
 
+def build_segmentor(config: str, checkpoint=None) -> torch.nn.Module:
+    """The mmseg segmentor of ``config`` as a class-map module, its backbone in deploy form."""
+    from mmengine.runner import load_checkpoint
+
+    from mmhire.apis.export import SegmentorClassMap
+    from mmhire.utils.config import build_model, load_config, model_library
+    cfg = load_config(config)
+    if model_library(cfg) != 'mmseg':
+        raise ValueError(f'{config} is not an mmseg config (default_scope '
+                         f'{model_library(cfg)!r}); --segmentor takes a segmentor config')
+    cfg.model.backbone.init_cfg = None  # random weights, or the checkpoint's
+    model = build_model(cfg)
+    model.init_weights()
+    if checkpoint:
+        load_checkpoint(model, checkpoint, map_location='cpu', strict=True)
+    model.eval()
+    if hasattr(model.backbone, 'switch_to_deploy'):
+        model.backbone.switch_to_deploy()
+    return SegmentorClassMap(model)
+
+
 def main(argv=None) -> int:
     args = parse_args(argv)
     from mmhire.apis.export import check_sizes, export_onnx, onnx_opset
     try:
-        build = build_classifier if args.classifier else build_backbone
-        model = build(args.arch, args.checkpoint)
+        if args.segmentor:
+            model = build_segmentor(args.segmentor, args.checkpoint)
+        else:
+            build = build_classifier if args.classifier else build_backbone
+            model = build(args.arch, args.checkpoint)
         x = torch.randn(args.batch, 3, *args.shape)
         export_onnx(model, x, args.out, args.opset, args.exporter)
     except (ValueError, TypeError, RuntimeError, FileNotFoundError, KeyError) as err:
         print(f'error: {err}', file=sys.stderr)
         return 1
-    what = 'classifier' if args.classifier else 'backbone'
+    what = ('segmentor' if args.segmentor else
+            'classifier' if args.classifier else 'backbone')
     opset = onnx_opset(args.out)
-    print(f'wrote {args.out} (HireMLP-{args.arch} {what}, {args.exporter} exporter, opset '
+    name = args.segmentor if args.segmentor else f'HireMLP-{args.arch}'
+    print(f'wrote {args.out} ({name} {what}, {args.exporter} exporter, opset '
           f'{opset}, traced at {args.shape[0]}x{args.shape[1]}; dynamic batch, height '
           f'and width)')
     if args.no_check:
@@ -116,8 +153,9 @@ def main(argv=None) -> int:
     results = check_sizes(model, args.out, args.check_sizes, batch=args.batch + 1)
     worst = 0.
     for (height, width), error in results:
-        print(f'onnxruntime vs PyTorch at {height}x{width}: max relative difference '
-              f'{error:.2e}')
+        measure = ('share of pixels with another class' if args.segmentor else
+                   'max relative difference')
+        print(f'onnxruntime vs PyTorch at {height}x{width}: {measure} {error:.2e}')
         worst = max(worst, error)
     print(f'worst: {worst:.2e} (tolerance {args.tolerance:.0e})')
     if worst > args.tolerance:
