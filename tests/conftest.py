@@ -30,5 +30,5 @@ def pytest_collection_modifyitems(config, items):
     skip = pytest.mark.skip(reason='needs mmdeploy, installed only on the deployment stack: '
                             '`make test-deploy` runs these tests')
     for item in items:
-        if 'deploy' in item.keywords:
+        if item.get_closest_marker('deploy') is not None:
             item.add_marker(skip)
