@@ -206,8 +206,27 @@ def example_image(deploy_cfg: Config, library: str, seed: int = 0) -> np.ndarray
     return rng.integers(0, 256, (height, width, 3), dtype=np.uint8)
 
 
+def load_configs(model_config: Union[str, Config],
+                 deploy_config: Optional[Union[str, Config]] = None) -> Tuple[Config, Config]:
+    """The model config (a file, an mmhire config name or a Config) and the deploy config (a
+    file, a name of mmhire's, a Config, or by default the dynamic ONNX Runtime config of the
+    model's library), loaded as mmdeploy loads them. Needs mmdeploy
+    (:func:`check_environment`)."""
+    from mmdeploy.utils import load_config as mmdeploy_load_config
+
+    from mmhire.utils.config import load_config, model_library
+
+    model_cfg = load_config(model_config) if isinstance(model_config, str) else model_config
+    if not isinstance(deploy_config, Config):
+        library = model_library(model_cfg)
+        deploy_config = mmdeploy_load_config(resolve_deploy_config(
+            deploy_config or DEFAULT_DEPLOY_CONFIGS.get(
+                library, 'classification_onnxruntime_dynamic')))[0]
+    return model_cfg, deploy_config
+
+
 def deploy(model_config: Union[str, Config], checkpoint: str,
-           deploy_config: Optional[str] = None, work_dir: str = 'work_dirs/deploy',
+           deploy_config: Optional[Union[str, Config]] = None, work_dir: str = 'work_dirs/deploy',
            image: Optional[Union[str, np.ndarray]] = None, device: str = 'cpu',
            config_name: Optional[str] = None) -> Dict[str, str]:
     """Exports the model of ``model_config`` with the weights of ``checkpoint`` as mmdeploy
@@ -221,23 +240,16 @@ def deploy(model_config: Union[str, Config], checkpoint: str,
     check_environment()
     from mmdeploy.apis import torch2onnx
     from mmdeploy.backend.sdk.export_info import export2SDK
-    from mmdeploy.utils import load_config as mmdeploy_load_config
 
-    from mmhire.utils.config import build_model, load_config, model_library
+    from mmhire.utils.config import build_model
 
     from . import mmdeploy_rewriters  # noqa: F401  (registers them with mmdeploy)
 
-    if isinstance(model_config, str):
-        config_name = config_name or model_config
-        model_cfg = load_config(model_config)
-    else:
-        model_cfg = model_config
-        config_name = config_name or 'the model config'
-    library = model_library(model_cfg)
-    deploy_path = resolve_deploy_config(
-        deploy_config or DEFAULT_DEPLOY_CONFIGS.get(library, 'classification_onnxruntime_dynamic'))
-    deploy_cfg = mmdeploy_load_config(deploy_path)[0]
-    check_model_config(model_cfg, deploy_cfg, config_name)
+    config_name = config_name or (model_config if isinstance(model_config, str)
+                                  else 'the model config')
+    # copies: building the model and mmdeploy's export modify configs, the caller's stay as given
+    model_cfg, deploy_cfg = (copy.deepcopy(c) for c in load_configs(model_config, deploy_config))
+    library = check_model_config(model_cfg, deploy_cfg, config_name)
     if not isinstance(image, (str, np.ndarray)) and image is not None:
         raise DeployError(f'image must be a file or an array, not {type(image).__name__}')
     if isinstance(image, str) and not osp.isfile(image):
@@ -283,4 +295,4 @@ def check_input_size(model_cfg: Config, deploy_cfg: Config) -> None:
 
 __all__ = ['DEFAULT_DEPLOY_CONFIGS', 'DeployError', 'OUTPUT_FILES', 'check_checkpoint',
            'check_environment', 'check_model_config', 'deploy', 'deploy_config_dir',
-           'list_deploy_configs', 'resolve_deploy_config']
+           'list_deploy_configs', 'load_configs', 'resolve_deploy_config']

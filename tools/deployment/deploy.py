@@ -115,15 +115,23 @@ def check(model_cfg, deploy_cfg, checkpoint, onnx_path, sizes) -> bool:
 
 def main(argv=None) -> int:
     args = parse_args(argv)
-    from mmhire.apis.deploy import DeployError, deploy, list_deploy_configs, resolve_deploy_config
+    from mmhire.apis.deploy import (
+        DeployError,
+        check_environment,
+        deploy,
+        list_deploy_configs,
+        load_configs,
+    )
     if args.list_deploy_cfgs:
         print('\n'.join(list_deploy_configs()))
         return 0
     name = osp.splitext(osp.basename(args.config))[0]
     work_dir = args.work_dir or osp.join('work_dirs', 'deploy', name)
     try:
-        written = deploy(args.config, args.checkpoint, args.deploy_cfg, work_dir, args.img,
-                         args.device)
+        check_environment()
+        model_cfg, deploy_cfg = load_configs(args.config, args.deploy_cfg)
+        written = deploy(model_cfg, args.checkpoint, deploy_cfg, work_dir, args.img,
+                         args.device, config_name=args.config)
     except (DeployError, FileNotFoundError) as err:
         print(f'error: {err}', file=sys.stderr)
         return 1
@@ -131,20 +139,12 @@ def main(argv=None) -> int:
         print(f'wrote {path}')
     if args.no_check:
         return 0
-    from mmdeploy.utils import load_config as mmdeploy_load_config
-
-    from mmhire.apis.deploy import DEFAULT_DEPLOY_CONFIGS
-    from mmhire.utils.config import load_config, model_library
-    model_cfg = load_config(args.config)
-    deploy_cfg = mmdeploy_load_config(resolve_deploy_config(
-        args.deploy_cfg or DEFAULT_DEPLOY_CONFIGS[model_library(model_cfg)]))[0]
     if not check(model_cfg, deploy_cfg, args.checkpoint, written['end2end.onnx'],
                  args.check_sizes):
         print(f'error: the deployed model does not agree with PyTorch; the files in '
               f'{work_dir} are kept for inspection', file=sys.stderr)
         return 1
     return 0
-
 
 if __name__ == '__main__':
     sys.exit(main())
