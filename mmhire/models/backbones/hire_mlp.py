@@ -26,10 +26,16 @@ from mmhire.models.layers import (
     PointwiseConv2d,
     RegionGathers,
     bn_affine,
+    channels_last,
     check_mode,
     fold_into_conv,
     fold_regions,
+    fold_regions_last,
+    is_channels_last,
+    per_channel,
     unfold_regions,
+    unfold_regions_last,
+    use_channels_last,
     use_fast_form,
 )
 from mmhire.utils.checkpoint import load_pretrained
@@ -80,14 +86,21 @@ class RegionMLP(BaseModule):
         self.fast_path = check_mode(fast_path)
         hidden = channels // 2
         self.fc1 = PointwiseConv2d(channels * region_size, hidden, bias=False,
-                                   fast_path=fast_path)
+                                   fast_path=fast_path, in_fold=region_size)
         self.norm = build_norm_layer(norm_cfg, hidden)[1]
         self.act = build_activation_layer(act_cfg)
         self.fc2 = PointwiseConv2d(hidden, channels * region_size, bias=True,
-                                   fast_path=fast_path)
+                                   fast_path=fast_path, out_fold=region_size)
         self.gathers = RegionGathers(region_size, step)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if is_channels_last():
+            # (B, H, W, C): the same steps on the axis before, the fold position-major
+            dim = self.dim - 1
+            length = x.size(dim)
+            y = fold_regions_last(x, dim, self.region_size, self.step)
+            y = self.fc2(self.act(per_channel(self.norm, self.fc1(y))))
+            return unfold_regions_last(y, dim, self.region_size, self.step, length)
         length = x.size(self.dim)
         gather = use_fast_form('region_gather', x, self.fast_path)
         if gather:
@@ -148,15 +161,19 @@ class HireMixer(BaseModule):
         self.proj = PointwiseConv2d(channels, channels, bias=True, fast_path=fast_path)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        B, C = x.shape[:2]
+        B, C = x.size(0), self.channels
+        last = is_channels_last()
         h = self.height_mlp(x)
         w = self.width_mlp(x)
         c = self.channel_fc(x)
-        # (B, C, H, W) -> (B, C, 1, 1) -> (B, 3C, 1, 1)
-        attn = self.reweight((h + w + c).mean(dim=(2, 3), keepdim=True))
+        # (B, C, H, W) -> (B, C, 1, 1) -> (B, 3C, 1, 1); channels-last: (B, H, W, C) ->
+        # (B, 1, 1, C), the same memory as (B, C, 1, 1)
+        pooled = (h + w + c).mean(dim=(1, 2) if last else (2, 3), keepdim=True)
+        attn = self.reweight(pooled.reshape(B, C, 1, 1))
         # (B, 3C, 1, 1) -> (B, C, 3), channel c*3 + k weighs branch k of channel c;
-        # softmax over the branches, then (B, C, 3) -> (3, B, C, 1, 1)
-        attn = attn.reshape(B, C, 3).softmax(dim=2).permute(2, 0, 1).reshape(3, B, C, 1, 1)
+        # softmax over the branches, then (B, C, 3) -> (3, B, C, 1, 1) or (3, B, 1, 1, C)
+        attn = attn.reshape(B, C, 3).softmax(dim=2).permute(2, 0, 1)
+        attn = attn.reshape(3, B, 1, 1, C) if last else attn.reshape(3, B, C, 1, 1)
         return self.proj(h * attn[0] + w * attn[1] + c * attn[2])
 
     def switch_to_deploy(self, in_affine=None) -> None:
@@ -217,8 +234,8 @@ class HireBlock(BaseModule):
         self.drop_path = DropPath(drop_path_rate) if drop_path_rate > 0 else nn.Identity()
 
     def _inner_forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = x + self.drop_path(self.token_mixer(self.norm1(x)))
-        return x + self.drop_path(self.mlp(self.norm2(x)))
+        x = x + self.drop_path(self.token_mixer(per_channel(self.norm1, x)))
+        return x + self.drop_path(self.mlp(per_channel(self.norm2, x)))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.with_cp and x.requires_grad:
@@ -233,6 +250,32 @@ class HireBlock(BaseModule):
         self.mlp.fc1 = fold_into_conv(self.mlp.fc1, bn_affine(self.norm2))
         self.norm1 = nn.Identity()
         self.norm2 = nn.Identity()
+
+
+#: Modules that the channels-last export form runs as they are on (B, H, W, C) maps: mmhire's
+#: own, containers, and elementwise activations.
+_CHANNELS_LAST_TYPES = (HireBlock, HireMixer, RegionMLP, PointwiseConv2d, Sequential,
+                        nn.Identity, DropPath, nn.ReLU, nn.ReLU6, nn.GELU, nn.SiLU,
+                        nn.LeakyReLU, nn.Hardswish, nn.Sigmoid, nn.Tanh)
+#: Children that get their inputs in the NCHW layout whatever the form: norm layers (through
+#: :func:`~mmhire.models.layers.per_channel`) and the reweighting MLP, which sees (B, C, 1, 1).
+_NCHW_CHILDREN = ('norm', 'norm1', 'norm2', 'reweight')
+
+
+def runs_channels_last(stage: nn.Module) -> bool:
+    """Whether every module of ``stage`` works on (B, H, W, C) maps: of exactly one of
+    :data:`_CHANNELS_LAST_TYPES`, or inside a child that gets NCHW maps. A stage into which a
+    module of another kind was swapped is exported NCHW, which every module understands."""
+    nchw = []
+    for name, module in stage.named_modules():
+        if any(name.startswith(prefix) for prefix in nchw):
+            continue
+        if name.rpartition('.')[2] in _NCHW_CHILDREN:
+            nchw.append(name + '.')
+            continue
+        if type(module) not in _CHANNELS_LAST_TYPES:
+            return False
+    return True
 
 
 @MODELS.register_module()
@@ -272,7 +315,9 @@ class HireMLP(BaseModule):
             cost of a second forward pass. Defaults to False.
         fast_path (str): ``'auto'`` runs the fast forms of :mod:`mmhire.models.layers` where
             they were measured to win on this kind of CPU, ``'on'`` wherever they apply (CPU
-            inference), ``'off'`` never: the plain formulation on the same parameters.
+            inference), ``'off'`` never: the plain formulation on the same parameters. An
+            ONNX export runs the stages channels-last unless the switch is ``'off'``
+            (:mod:`mmhire.models.layers.layout`).
             :func:`mmhire.models.layers.fast_path` (a context manager) and the
             ``MMHIRE_FAST_PATH`` environment variable override ``'auto'``.
             Defaults to ``'auto'``.
@@ -556,6 +601,11 @@ class HireMLP(BaseModule):
         the memory-bound work on the early, large maps (docs/benchmarks.md). The stage's
         modules run once per chunk. Training mode takes the whole batch.
         """
+        if use_channels_last(self.fast_path) and runs_channels_last(stage):
+            # the channels-last export form (mmhire.models.layers.layout):
+            # (B, C, H, W) -> (B, H, W, C) -> the stage -> (B, C, H, W)
+            with channels_last():
+                return stage(x.permute(0, 2, 3, 1)).permute(0, 3, 1, 2)
         # Eager CPU inference only: nothing here is read from the size of a traced or
         # compiled input, whose graph stays the same for every size.
         if stage.training or not use_fast_form('batch_chunks', x, self.fast_path):

@@ -6,11 +6,13 @@ On an Intel Xeon, oneDNN reorders an NCHW input to a blocked layout and back aro
 against 250-350 GFLOP/s for the product); on an AMD EPYC oneDNN's convolution is the faster
 one. Figures in docs/benchmarks.md.
 """
-from typing import Optional
+from typing import Optional, Tuple
 
 import torch
 import torch.nn as nn
+import torch.nn.functional as F
 
+from .layout import is_channels_last
 from .switch import use_fast_form
 
 
@@ -28,10 +30,22 @@ def pointwise_bmm(x: torch.Tensor, weight: torch.Tensor,
     return out.reshape(B, out_channels, H, W)
 
 
+def position_major(weight: torch.Tensor, positions: int, dim: int) -> torch.Tensor:
+    """``weight`` with its axis ``dim`` (``positions * C`` long, channel ``c * p + k`` for
+    position ``k`` of channel ``c``) reordered position-major: entry ``k * C + c``."""
+    if positions == 1:
+        return weight
+    shape = list(weight.shape)
+    # (..., C*p, ...) -> (..., C, p, ...) -> (..., p, C, ...) -> (..., p*C, ...)
+    split = shape[:dim] + [shape[dim] // positions, positions] + shape[dim + 1:]
+    return weight.reshape(split).transpose(dim, dim + 1).reshape(shape)
+
+
 class PointwiseConv2d(nn.Conv2d):
     """``nn.Conv2d(in_channels, out_channels, 1)`` whose forward takes the fast form
     :func:`pointwise_bmm` where the fast-path switch allows it (same parameters and state
-    dict either way).
+    dict either way), and a matrix product on the last axis for the (B, H, W, C) maps of the
+    channels-last export form (:mod:`.layout`).
 
     Args:
         in_channels (int): Input channels.
@@ -39,14 +53,36 @@ class PointwiseConv2d(nn.Conv2d):
         bias (bool): Whether the convolution has a bias. Defaults to True.
         fast_path (str): ``'auto'``, ``'on'`` or ``'off'``; see
             :mod:`mmhire.models.layers.switch`. Defaults to ``'auto'``.
+        in_fold (int): Region positions folded into each input channel (channel ``c * p +
+            k`` holds position ``k``), which the channels-last form orders position-major.
+            Defaults to 1 (none).
+        out_fold (int): The same for the output channels. Defaults to 1.
     """
 
     def __init__(self, in_channels: int, out_channels: int, bias: bool = True,
-                 fast_path: str = 'auto', **kwargs) -> None:
+                 fast_path: str = 'auto', in_fold: int = 1, out_fold: int = 1,
+                 **kwargs) -> None:
         super().__init__(in_channels, out_channels, 1, bias=bias, **kwargs)
+        if in_channels % in_fold or out_channels % out_fold:
+            raise ValueError(f'PointwiseConv2d: in_fold={in_fold} and out_fold={out_fold} '
+                             f'must divide in_channels={in_channels} and '
+                             f'out_channels={out_channels}')
         self.fast_path = fast_path
+        self.in_fold = in_fold
+        self.out_fold = out_fold
+
+    def channels_last_params(self) -> Tuple[torch.Tensor, Optional[torch.Tensor]]:
+        """The (out, in) weight and the bias for channels-last maps, the folded channels
+        read position-major (an export graph folds these into constants)."""
+        weight = self.weight.reshape(self.out_channels, self.in_channels)
+        weight = position_major(position_major(weight, self.in_fold, 1), self.out_fold, 0)
+        bias = None if self.bias is None else position_major(self.bias, self.out_fold, 0)
+        return weight, bias
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if is_channels_last():
+            # (B, H, W, C_in) -> (B, H, W, C_out)
+            return F.linear(x, *self.channels_last_params())
         if use_fast_form('pointwise_bmm', x, self.fast_path):
             return pointwise_bmm(x, self.weight, self.bias)
         return super().forward(x)

@@ -90,6 +90,40 @@ def unfold_regions(y: torch.Tensor, dim: int, region_size: int, step: int,
     return x.index_select(dim, unshift_positions(length, step, y.device))
 
 
+def fold_regions_last(x: torch.Tensor, dim: int, region_size: int, step: int) -> torch.Tensor:
+    """:func:`fold_regions` for the channels-last export form, position-major:
+    (B, H, W, C) -> (B, Hp/p, W, p*C) for ``dim=1``, or (B, H, Wp/p, p*C) for ``dim=2``,
+    channel ``k * C + c`` holding position ``k`` of channel ``c``. The width fold is a
+    reshape; the height fold moves whole C-vectors."""
+    p = region_size
+    # (B, H, W, C) -> (B, Hp, W, C) for dim 1, likewise along W for dim 2
+    x = x.index_select(dim, shift_pad_positions(x.size(dim), p, step, x.device))
+    B, H, W, C = x.shape
+    if dim == 1:
+        # (B, Hp, W, C) -> (B, Hp/p, p, W, C) -> (B, Hp/p, W, p, C) -> (B, Hp/p, W, p*C)
+        x = x.reshape(B, H // p, p, W, C).permute(0, 1, 3, 2, 4)
+        return x.reshape(B, H // p, W, p * C)
+    # (B, H, Wp, C) -> (B, H, Wp/p, p*C)
+    return x.reshape(B, H, W // p, p * C)
+
+
+def unfold_regions_last(y: torch.Tensor, dim: int, region_size: int, step: int,
+                        length: int) -> torch.Tensor:
+    """The inverse of :func:`fold_regions_last`, dropping the padding and rolling back in one
+    gather as :func:`unfold_regions` does."""
+    p = region_size
+    B, H, W, Cp = y.shape
+    C = Cp // p
+    if dim == 1:
+        # (B, Hp/p, W, p*C) -> (B, Hp/p, W, p, C) -> (B, Hp/p, p, W, C) -> (B, Hp, W, C)
+        x = y.reshape(B, H, W, p, C).permute(0, 1, 3, 2, 4).reshape(B, H * p, W, C)
+    else:
+        # (B, H, Wp/p, p*C) -> (B, H, Wp, C)
+        x = y.reshape(B, H, W * p, C)
+    # (B, Hp, W, C) -> (B, H, W, C), likewise along W
+    return x.index_select(dim, unshift_positions(length, step, y.device))
+
+
 def fold_index(length: int, region_size: int, step: int) -> torch.Tensor:
     """One gather that shifts, wrap-pads and groups regions, region position first.
 

@@ -1,6 +1,8 @@
 """The fast forms of mmhire.models.layers against their plain forms, layer by layer and on the
 whole model, and the switch between them; every module runs on every path."""
 import copy
+import inspect
+import io
 
 import pytest
 import torch
@@ -210,8 +212,16 @@ def _autocast(model):
         model.eval()(torch.randn(2, 3, 64, 64))
 
 
+def _onnx_export(model):
+    """An ONNX export (TorchScript exporter), whose stages run channels-last."""
+    options = {'dynamo': False} if 'dynamo' in inspect.signature(torch.onnx.export).parameters \
+        else {}
+    torch.onnx.export(model.eval(), (torch.randn(2, 3, 64, 64), ), io.BytesIO(),
+                      opset_version=17, **options)
+
+
 PATHS = {'train': _train, 'infer_auto': _infer('auto'), 'infer_on': _infer('on'),
-         'infer_off': _infer('off'), 'bf16_autocast': _autocast}
+         'infer_off': _infer('off'), 'bf16_autocast': _autocast, 'onnx_export': _onnx_export}
 
 
 @pytest.mark.parametrize('path', sorted(PATHS))
@@ -221,10 +231,10 @@ def test_every_module_runs_on_every_path(path):
     assert missed == [] and ran > 100
 
 
-@pytest.mark.parametrize('mode', ['on', 'off'])
+@pytest.mark.parametrize('mode', ['on', 'off', 'onnx_export'])
 def test_every_module_runs_in_deploy_form(mode):
     model = small_model().eval().switch_to_deploy()
-    missed, ran = count_calls(model, _deployed(mode))
+    missed, ran = count_calls(model, _onnx_export if mode == 'onnx_export' else _deployed(mode))
     assert missed == [] and ran > 50
 
 

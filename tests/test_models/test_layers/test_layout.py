@@ -1,0 +1,183 @@
+"""The channels-last export form (mmhire.models.layers.layout) against the NCHW forms: layer
+by layer, stage by stage, and in exported ONNX graphs."""
+import copy
+import inspect
+import io
+
+import numpy as np
+import pytest
+import torch
+import torch.nn as nn
+from reference_hire_mlp import randomize_bn_ as randomize_bn
+
+from mmhire.apis.export import export_onnx, onnx_session
+from mmhire.models import HireMLP
+from mmhire.models.backbones.hire_mlp import runs_channels_last
+from mmhire.models.layers import (
+    PointwiseConv2d,
+    channels_last,
+    fast_path,
+    fold_regions,
+    fold_regions_last,
+    is_channels_last,
+    unfold_regions_last,
+    use_channels_last,
+)
+
+onnx = pytest.importorskip('onnx', reason='the export tests need onnx (requirements/tests.txt)')
+pytest.importorskip('onnxruntime',
+                    reason='the export tests need onnxruntime (requirements/tests.txt)')
+
+pytestmark = pytest.mark.floor
+
+
+#: torch.onnx.export's TorchScript exporter (the default before torch 2.9, named after)
+TORCHSCRIPT = ({'dynamo': False}
+               if 'dynamo' in inspect.signature(torch.onnx.export).parameters else {})
+
+
+def position_major(x: torch.Tensor, positions: int) -> torch.Tensor:
+    """(B, C*p, H, W) with channel c*p + k -> (B, p*C, H, W) with channel k*C + c."""
+    B, Cp, H, W = x.shape
+    return x.reshape(B, Cp // positions, positions, H, W).transpose(1, 2).reshape(B, Cp, H, W)
+
+
+def to_last(x):
+    return x.permute(0, 2, 3, 1)
+
+
+def to_first(x):
+    return x.permute(0, 3, 1, 2)
+
+
+# height, width, region size, step: sizes that are and are not multiples of the region, and
+# steps longer than the map
+SHAPES = [(8, 12, 4, 0), (7, 10, 3, 1), (5, 9, 2, 1), (3, 5, 4, 3), (1, 2, 3, 1)]
+
+
+@pytest.mark.parametrize('dim', [2, 3])
+@pytest.mark.parametrize('height,width,region_size,step', SHAPES)
+def test_region_fold_is_the_plain_fold_position_major(dim, height, width, region_size, step):
+    x = torch.randn(2, 3, height, width, dtype=torch.float64)
+    plain = fold_regions(x, dim, region_size, step)
+    folded = fold_regions_last(to_last(x), dim - 1, region_size, step)
+    assert torch.equal(folded, to_last(position_major(plain, region_size)))
+    length = x.size(dim)
+    assert torch.equal(to_first(unfold_regions_last(folded, dim - 1, region_size, step,
+                                                    length)), x)
+
+
+@pytest.mark.parametrize('in_fold,out_fold', [(1, 1), (3, 1), (1, 3), (2, 2)])
+@pytest.mark.parametrize('bias', [True, False])
+def test_pointwise_channels_last_equals_conv(in_fold, out_fold, bias):
+    torch.manual_seed(0)
+    conv = PointwiseConv2d(6, 12, bias=bias, in_fold=in_fold, out_fold=out_fold).double()
+    x = torch.randn(2, 6, 5, 7, dtype=torch.float64)
+    with fast_path('off'):
+        expected = conv(x)
+    with channels_last():
+        assert is_channels_last()
+        got = conv(to_last(position_major(x, in_fold)))
+    assert not is_channels_last()
+    torch.testing.assert_close(to_first(got), position_major(expected, out_fold), rtol=1e-12,
+                               atol=1e-12)
+    with pytest.raises(ValueError, match='in_fold=4 and out_fold=1 must divide'):
+        PointwiseConv2d(6, 12, in_fold=4)
+
+
+def tiny(seed=0):
+    model = HireMLP('tiny', out_indices=(0, 1, 2, 3))
+    return randomize_bn(model.double(), torch.Generator().manual_seed(seed)).eval()
+
+
+@pytest.mark.parametrize('deploy', [False, True], ids=['trained_form', 'deploy_form'])
+def test_every_stage_gives_the_nchw_numbers_channels_last(deploy):
+    """Each stage, norms (through per_channel) and all, on a size that no region divides."""
+    model = tiny()
+    if deploy:
+        model.switch_to_deploy()
+    x = torch.randn(2, 3, 97, 75, dtype=torch.float64, generator=torch.Generator().manual_seed(1))
+    with torch.no_grad(), fast_path('off'):
+        for down, stage in zip(model.downsample_layers, model.stages):
+            x = down(x)
+            expected = stage(x)
+            with channels_last():
+                got = to_first(stage(to_last(x)))
+            torch.testing.assert_close(got, expected, rtol=1e-10, atol=1e-10)
+            x = expected
+
+
+def test_only_onnx_export_runs_channels_last():
+    assert not use_channels_last('auto') and not use_channels_last('on')
+    seen = []
+
+    class Probe(nn.Module):
+
+        def forward(self, x):
+            seen.append((use_channels_last('auto'), use_channels_last('off')))
+            return x + 1
+
+    torch.onnx.export(Probe(), (torch.zeros(1), ), io.BytesIO(), **TORCHSCRIPT)
+    assert seen == [(True, False)]
+    with fast_path('off'):
+        assert not use_channels_last('auto')
+
+
+class AddOne(nn.Module):
+    """A module of a kind the channels-last form does not know (a stand-in for a user's)."""
+
+    def __init__(self, layer):
+        super().__init__()
+        self.layer = layer
+
+    def forward(self, x):
+        return self.layer(x) + 1
+
+
+def export(model, x, path):
+    """Exports with mmhire's route; returns the file's Conv nodes and a session."""
+    export_onnx(model, x, str(path))
+    graph = onnx.load(str(path)).graph
+    return sum(node.op_type == 'Conv' for node in graph.node), onnx_session(str(path))
+
+
+def check_sizes(model, session, sizes=((64, 96), (97, 75), (33, 130))):
+    for height, width in sizes:
+        x = torch.randn(2, 3, height, width)
+        with torch.no_grad():
+            expected = model(x)
+        got = session.run(None, {'input': x.numpy()})
+        for out, want in zip(got, expected):
+            np.testing.assert_allclose(out, want.numpy(), rtol=1e-4,
+                                       atol=1e-4 * float(want.abs().max()))
+
+
+def test_exported_stages_run_channels_last_unless_switched_off(tmp_path):
+    """In the default export the 1x1 convolutions of the stages are matrix products on
+    (B, H, W, C) maps: the only Conv nodes are the downsampling convolutions and the
+    reweighting MLPs' (on pooled (B, C, 1, 1) maps). ``fast_path='off'`` and a stage with a
+    module of another kind export NCHW. Each file serves every size."""
+    model = tiny().float().switch_to_deploy()
+    pointwise = sum(isinstance(m, PointwiseConv2d) for m in model.modules())
+    others = sum(isinstance(m, nn.Conv2d) for m in model.modules()) - pointwise
+    assert others == 4 + 2 * sum(model.arch_settings['depths'])
+    x = torch.randn(1, 3, 64, 96)
+    convs, session = export(model, x, tmp_path / 'default.onnx')
+    assert convs == others
+    check_sizes(model, session)
+
+    plain = copy.deepcopy(model)
+    plain.fast_path = 'off'
+    convs, session = export(plain, x, tmp_path / 'off.onnx')
+    assert convs == others + pointwise
+    check_sizes(plain, session)
+
+    swapped = copy.deepcopy(model)
+    swapped.stages[1][0].mlp.act = AddOne(swapped.stages[1][0].mlp.act)
+    assert [runs_channels_last(stage) for stage in swapped.stages] == [True, False, True, True]
+    in_stage = sum(isinstance(m, PointwiseConv2d) for m in swapped.stages[1].modules())
+    convs, session = export(swapped, x, tmp_path / 'swapped.onnx')
+    assert convs == others + in_stage
+    check_sizes(swapped, session)
+    with torch.no_grad():
+        assert not torch.allclose(swapped(x)[-1], model(x)[-1])
