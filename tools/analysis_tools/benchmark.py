@@ -17,7 +17,9 @@ Models: ``hire_{t,s,b}`` (mmhire's HireMLP with its default ``fast_path='auto'``
 in deploy form, i.e. BatchNorm folded into the convolutions), ``hire_s_plain`` (mmhire's
 HireMLP with ``fast_path='off'``: the plain formulation, without deploy folding),
 ``hire_s_reference`` (the straightforward formulation), ``hire_s_compiled`` (hire_s under
-``torch.compile(dynamic=True)``: one graph for every size; inference in deploy form), and
+``torch.compile(dynamic=True)``: one graph for every size; inference in deploy form),
+``hire_s_nchw`` (deploy form with ``fast_path='off'``: exported, its stages stay NCHW instead
+of the channels-last export form), and
 mmpretrain's ``resnet50``, ``swin_t``, ``convnext_t``, ``poolformer_s24``. Every model is a
 whole ImageNet classifier: backbone, global average pooling and a 1000-way linear layer.
 
@@ -101,6 +103,7 @@ BUILDERS: Dict[str, Callable[[], nn.Module]] = {
     'hire_s': _hire('small'),
     'hire_b': _hire('base'),
     'hire_s_plain': _hire('small', fast_path='off'),
+    'hire_s_nchw': _hire('small', fast_path='off'),
     'hire_s_compiled': _hire('small'),
     'hire_s_reference': _reference,
     'resnet50': _mmpretrain(dict(type='ResNet', depth=50), 2048),
@@ -111,7 +114,7 @@ BUILDERS: Dict[str, Callable[[], nn.Module]] = {
     'poolformer_s24': _mmpretrain(dict(type='PoolFormer', arch='s24'), 512),
 }
 #: The models that run inference in HireMLP's deploy form (BatchNorm folded).
-DEPLOYED = frozenset({'hire_t', 'hire_s', 'hire_b', 'hire_s_compiled'})
+DEPLOYED = frozenset({'hire_t', 'hire_s', 'hire_b', 'hire_s_compiled', 'hire_s_nchw'})
 
 
 #: Runtimes a model can be deployed to, by the name's suffix.
