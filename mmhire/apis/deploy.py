@@ -161,7 +161,7 @@ def check_checkpoint(checkpoint: str, model: torch.nn.Module) -> None:
     """Stops unless ``checkpoint`` is a readable file whose weights fit ``model`` (the same
     parameter names and shapes: mmdeploy would otherwise export the missing ones as they were
     initialised and only warn)."""
-    from mmhire.utils.checkpoint import safe_load, shape_mismatches, state_dict_of
+    from mmhire.utils.checkpoint import checkpoint_misfit, safe_load, state_dict_of
 
     if not osp.isfile(checkpoint):
         raise DeployError(f'checkpoint {checkpoint!r} does not exist: give the .pth file the '
@@ -173,24 +173,11 @@ def check_checkpoint(checkpoint: str, model: torch.nn.Module) -> None:
     state = state_dict_of(loaded) if isinstance(loaded, dict) else None
     if not state or not all(torch.is_tensor(v) for v in state.values()):
         raise DeployError(f'checkpoint {checkpoint!r} holds no state_dict of tensors')
-    expected = model.state_dict()
-    missing = sorted(set(expected) - set(state))
-    unexpected = sorted(set(state) - set(expected))
-    wrong, n_wrong = shape_mismatches(model, state, limit=4)
-    if missing or unexpected or wrong:
-        def some(keys):
-            return ', '.join(keys[:4]) + (f' and {len(keys) - 4} more' if len(keys) > 4 else '')
-        problems = []
-        if missing:
-            problems.append(f'{len(missing)} weights missing ({some(missing)})')
-        if unexpected:
-            problems.append(f'{len(unexpected)} weights the model does not have '
-                            f'({some(unexpected)})')
-        if wrong:
-            problems.append(f'{n_wrong} of other shapes ({"; ".join(wrong)})')
+    problems = checkpoint_misfit(model, state, unexpected=True)
+    if problems:
         raise DeployError(f'checkpoint {checkpoint!r} does not fit the model of this config: '
-                          + '; '.join(problems) + '. Give the checkpoint this config trained '
-                          '(the same arch, classes and heads)')
+                          f'{problems}. Give the checkpoint this config trained (the same '
+                          'arch, classes and heads)')
 
 
 def example_image(deploy_cfg: Config, library: str, seed: int = 0) -> np.ndarray:

@@ -20,10 +20,9 @@ from mmengine.runner import IterBasedTrainLoop
 from mmhire.utils.checkpoint import (
     PARTIAL_SUFFIX,
     CheckpointError,
+    checkpoint_misfit,
     partial_name,
     publish,
-    shape_mismatches,
-    strip_module_prefix,
     write_text_atomic,
 )
 from mmhire.utils.compat import compile_kwargs
@@ -222,18 +221,9 @@ class TrainingStateHook(Hook):
         """Refuses a checkpoint with tensors of other shapes or without some of the model's
         tensors; ``partial_load=True`` in the config (``--partial-load``) lets ``load_from``
         load what fits, for fine-tuning."""
-        bad, count = shape_mismatches(model, state_dict)
-        loaded = strip_module_prefix(state_dict)
-        missing = [k for k in model.state_dict() if k not in loaded]
-        if not count and not missing:
+        problems = checkpoint_misfit(model, state_dict)
+        if not problems:
             return
-        problems = []
-        if count:
-            problems.append(f'{count} tensor(s) have other shapes, first {"; ".join(bad)}')
-        if missing:
-            problems.append(f'{len(missing)} of the model\'s tensors are missing, first '
-                            f'{", ".join(missing[:5])}')
-        problems = '; '.join(problems)
         if getattr(runner, '_resume', False):
             raise CheckpointError(
                 f'cannot resume: the checkpoint does not fit the model: {problems}. It was '

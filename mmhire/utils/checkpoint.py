@@ -247,6 +247,28 @@ def shape_mismatches(model: torch.nn.Module, state_dict: Dict[str, Any],
     return bad[:limit], len(bad)
 
 
+def checkpoint_misfit(model: torch.nn.Module, state_dict: Dict[str, Any],
+                      unexpected: bool = False, limit: int = 5) -> str:
+    """How ``state_dict`` (a leading ``module.`` ignored) does not fit ``model``: tensors of
+    other shapes and the model's tensors it lacks, with ``unexpected`` also tensors the model
+    does not have, each with the first ``limit`` names; an empty string where it fits."""
+    bad, count = shape_mismatches(model, state_dict, limit)
+    loaded = strip_module_prefix(state_dict)
+    own = model.state_dict()
+    missing = [k for k in own if k not in loaded]
+    extra = [k for k in loaded if k not in own] if unexpected else []
+    problems = []
+    if count:
+        problems.append(f'{count} tensor(s) have other shapes, first {"; ".join(bad)}')
+    if missing:
+        problems.append(f'{len(missing)} of the model\'s tensors are missing, first '
+                        f'{", ".join(missing[:limit])}')
+    if extra:
+        problems.append(f'{len(extra)} tensor(s) the model does not have, first '
+                        f'{", ".join(extra[:limit])}')
+    return '; '.join(problems)
+
+
 def strip_module_prefix(state_dict: Dict[str, Any]) -> Dict[str, Any]:
     """``state_dict`` without the ``module.`` that (Distributed)DataParallel saves add."""
     return {k[len('module.'):] if k.startswith('module.') else k: v
