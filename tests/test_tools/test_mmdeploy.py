@@ -81,6 +81,21 @@ def test_classifier_every_size(deployed):
     assert max(diff for _, diff in results) < 1e-4, results
 
 
+def test_mmdeploy_exports_the_stages_channels_last(deployed):
+    """mmdeploy's export is an ONNX export: HireMLP's 1x1 convolutions are MatMul nodes; the
+    only Conv nodes are the downsampling convolutions and the reweighting MLPs'."""
+    import onnx
+
+    from mmhire.models.layers import PointwiseConv2d
+    work, _, model = deployed(CLS)
+    convs = [m for m in model.modules() if isinstance(m, torch.nn.Conv2d)]
+    pointwise = sum(isinstance(m, PointwiseConv2d) for m in convs)
+    assert pointwise > 0
+    nodes = onnx.load(f'{work}/end2end.onnx').graph.node
+    assert sum(n.op_type == 'Conv' for n in nodes) == len(convs) - pointwise
+    assert sum(n.op_type == 'MatMul' for n in nodes) >= pointwise
+
+
 @pytest.mark.parametrize('config', [UPERNET, SEM_FPN], ids=['upernet', 'sem_fpn'])
 def test_segmentor_every_size(deployed, config):
     """UperNet (pyramid pooling) and Semantic FPN (Upsample), exported once: >= 99.9% of the
