@@ -53,9 +53,9 @@ class PointwiseConv2d(nn.Conv2d):
         bias (bool): Whether the convolution has a bias. Defaults to True.
         fast_path (str): ``'auto'``, ``'on'`` or ``'off'``; see
             :mod:`mmhire.models.layers.switch`. Defaults to ``'auto'``.
-        in_fold (int): Region positions folded into each input channel (channel ``c * p +
-            k`` holds position ``k``), which the channels-last form orders position-major.
-            Defaults to 1 (none).
+        in_fold (int): Region positions folded into the input channels (channel ``c * p +
+            k`` holds position ``k`` of channel ``c``), which the channels-last form orders
+            position-major. Defaults to 1 (none).
         out_fold (int): The same for the output channels. Defaults to 1.
     """
 
