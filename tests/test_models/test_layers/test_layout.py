@@ -10,7 +10,7 @@ import torch
 import torch.nn as nn
 from reference_hire_mlp import randomize_bn_ as randomize_bn
 
-from mmhire.apis.export import export_onnx, onnx_session
+from mmhire.apis.export import dynamo_exporter_available, export_onnx, onnx_session
 from mmhire.models import HireMLP
 from mmhire.models.backbones.hire_mlp import runs_channels_last
 from mmhire.models.layers import (
@@ -134,9 +134,9 @@ class AddOne(nn.Module):
         return self.layer(x) + 1
 
 
-def export(model, x, path):
+def export(model, x, path, exporter='torchscript'):
     """Exports with mmhire's route; returns the file's Conv nodes and a session."""
-    export_onnx(model, x, str(path))
+    export_onnx(model, x, str(path), exporter=exporter)
     graph = onnx.load(str(path)).graph
     return sum(node.op_type == 'Conv' for node in graph.node), onnx_session(str(path))
 
@@ -152,15 +152,22 @@ def check_sizes(model, session, sizes=((64, 96), (97, 75), (33, 130))):
                                        atol=1e-4 * float(want.abs().max()))
 
 
+def conv_counts(model):
+    """The model's 1x1 convolutions of the stages, and its other convolutions: the
+    downsampling ones and two per reweighting MLP."""
+    pointwise = sum(isinstance(m, PointwiseConv2d) for m in model.modules())
+    others = sum(isinstance(m, nn.Conv2d) for m in model.modules()) - pointwise
+    assert others == 4 + 2 * sum(model.arch_settings['depths'])
+    return pointwise, others
+
+
 def test_exported_stages_run_channels_last_unless_switched_off(tmp_path):
     """In the default export the 1x1 convolutions of the stages are matrix products on
     (B, H, W, C) maps: the only Conv nodes are the downsampling convolutions and the
     reweighting MLPs' (on pooled (B, C, 1, 1) maps). ``fast_path='off'`` and a stage with a
     module of another kind export NCHW. Each file serves every size."""
     model = tiny().float().switch_to_deploy()
-    pointwise = sum(isinstance(m, PointwiseConv2d) for m in model.modules())
-    others = sum(isinstance(m, nn.Conv2d) for m in model.modules()) - pointwise
-    assert others == 4 + 2 * sum(model.arch_settings['depths'])
+    pointwise, others = conv_counts(model)
     x = torch.randn(1, 3, 64, 96)
     convs, session = export(model, x, tmp_path / 'default.onnx')
     assert convs == others
@@ -181,3 +188,15 @@ def test_exported_stages_run_channels_last_unless_switched_off(tmp_path):
     check_sizes(swapped, session)
     with torch.no_grad():
         assert not torch.allclose(swapped(x)[-1], model(x)[-1])
+
+
+@pytest.mark.skipif(not dynamo_exporter_available()[0],
+                    reason=f'the dynamo exporter is not available here: '
+                    f'{dynamo_exporter_available()[1]}')
+def test_dynamo_export_runs_the_stages_channels_last(tmp_path):
+    model = tiny().float().switch_to_deploy()
+    _, others = conv_counts(model)
+    convs, session = export(model, torch.randn(2, 3, 64, 96), tmp_path / 'dynamo.onnx',
+                            exporter='dynamo')
+    assert convs == others
+    check_sizes(model, session)
