@@ -13,6 +13,8 @@ from typing import Dict, List, Optional, Sequence, Tuple
 import torch
 import torch.nn as nn
 
+from mmhire.utils.compat import torchscript_export_kwargs
+
 from .shape_generic import shape_generic_mmseg
 
 #: The exporters: ``'torchscript'`` (every supported torch) and ``'dynamo'`` (torch.export,
@@ -106,8 +108,7 @@ def export_onnx(model: nn.Module, example: torch.Tensor, path: str,
         shapes = {'x': {0: Dim.DYNAMIC, 2: Dim.DYNAMIC, 3: Dim.DYNAMIC}}
         options.update(dynamo=True, dynamic_shapes=shapes, external_data=False)
     else:
-        if 'dynamo' in inspect.signature(torch.onnx.export).parameters:
-            options['dynamo'] = False
+        options.update(torchscript_export_kwargs())
         axes = {0: 'batch', 2: 'height', 3: 'width'}
         # class scores have a batch axis only; feature maps all three
         out_axes = {0: 'batch'} if names == ['scores'] else axes

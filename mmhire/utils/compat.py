@@ -6,6 +6,7 @@ release; CI runs the oldest and the newest tested versions below. Nothing here r
 import time: :func:`check_torch` is called where an old torch would otherwise fail deep
 inside (checkpoint loading) and by ``python -m mmhire.doctor``.
 """
+import inspect
 import re
 from typing import Optional, Tuple
 
@@ -97,3 +98,12 @@ def compile_kwargs(**options) -> dict:
         return options
     options['options'] = dict(INDUCTOR_OPTIONS, **(options.get('options') or {}))
     return options
+
+
+def torchscript_export_kwargs() -> dict:
+    """Keyword arguments that make ``torch.onnx.export`` use its TorchScript exporter:
+    ``dynamo=False`` where it takes that argument (its default is the dynamo exporter from
+    torch 2.9), nothing on older torch, whose only exporter it is."""
+    if 'dynamo' in inspect.signature(torch.onnx.export).parameters:
+        return {'dynamo': False}
+    return {}

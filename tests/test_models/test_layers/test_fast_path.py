@@ -1,7 +1,6 @@
 """The fast forms of mmhire.models.layers against their plain forms, layer by layer and on the
 whole model, and the switch between them; every module runs on every path."""
 import copy
-import inspect
 import io
 
 import pytest
@@ -21,6 +20,7 @@ from mmhire.models.layers import (
     unfold_regions,
     use_fast_form,
 )
+from mmhire.utils.compat import torchscript_export_kwargs
 
 
 def randomize_bn_(model, seed=0):
@@ -214,10 +214,8 @@ def _autocast(model):
 
 def _onnx_export(model):
     """An ONNX export (TorchScript exporter), whose stages run channels-last."""
-    options = {'dynamo': False} if 'dynamo' in inspect.signature(torch.onnx.export).parameters \
-        else {}
     torch.onnx.export(model.eval(), (torch.randn(2, 3, 64, 64), ), io.BytesIO(),
-                      opset_version=17, **options)
+                      opset_version=17, **torchscript_export_kwargs())
 
 
 PATHS = {'train': _train, 'infer_auto': _infer('auto'), 'infer_on': _infer('on'),

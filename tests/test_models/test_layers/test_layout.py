@@ -1,7 +1,6 @@
 """The channels-last export form (mmhire.models.layers.layout) against the NCHW forms: layer
 by layer, stage by stage, and in exported ONNX graphs."""
 import copy
-import inspect
 import io
 
 import numpy as np
@@ -23,17 +22,13 @@ from mmhire.models.layers import (
     unfold_regions_last,
     use_channels_last,
 )
+from mmhire.utils.compat import torchscript_export_kwargs
 
 onnx = pytest.importorskip('onnx', reason='the export tests need onnx (requirements/tests.txt)')
 pytest.importorskip('onnxruntime',
                     reason='the export tests need onnxruntime (requirements/tests.txt)')
 
 pytestmark = pytest.mark.floor
-
-
-#: torch.onnx.export's TorchScript exporter (the default before torch 2.9, named after)
-TORCHSCRIPT = ({'dynamo': False}
-               if 'dynamo' in inspect.signature(torch.onnx.export).parameters else {})
 
 
 def position_major(x: torch.Tensor, positions: int) -> torch.Tensor:
@@ -117,7 +112,7 @@ def test_only_onnx_export_runs_channels_last():
             seen.append((use_channels_last('auto'), use_channels_last('off')))
             return x + 1
 
-    torch.onnx.export(Probe(), (torch.zeros(1), ), io.BytesIO(), **TORCHSCRIPT)
+    torch.onnx.export(Probe(), (torch.zeros(1), ), io.BytesIO(), **torchscript_export_kwargs())
     assert seen == [(True, False)]
     with fast_path('off'):
         assert not use_channels_last('auto')
