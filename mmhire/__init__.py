@@ -17,6 +17,6 @@ from .version import __version__
 
 install_safe_loader()
 if 'mmdeploy' in sys.modules:
-    from .apis import mmdeploy_rewriters  # noqa: F401  (registers them with mmdeploy)
+    from .deployment import mmdeploy_rewriters  # noqa: F401  (registers them with mmdeploy)
 
 __all__ = ['HireMLP', '__version__']

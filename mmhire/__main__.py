@@ -66,7 +66,7 @@ def main(argv: Optional[List[str]] = None) -> int:
         from mmhire.doctor import run
         return run()
     if command == 'weights':
-        from mmhire.weights import main as weights
+        from mmhire.models.utils.weights import main as weights
         return weights(rest)
     if command not in TOOLS:
         print(f'error: unknown command {command!r}; choose one of: {", ".join(commands)} '

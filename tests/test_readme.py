@@ -11,8 +11,8 @@ import shlex
 import pytest
 from conftest import CONFIG_DIR, REPO_ROOT, load_tool
 
-from mmhire import weights
 from mmhire.__main__ import TOOLS
+from mmhire.models.utils import weights
 
 with open(os.path.join(REPO_ROOT, 'README.md')) as f:
     README = f.read()

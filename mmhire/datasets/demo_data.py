@@ -12,6 +12,8 @@ from typing import Dict, List, Sequence, Tuple
 import cv2
 import numpy as np
 
+from mmhire.utils.fileio import write_text_atomic
+
 SHAPES = ('circle', 'square', 'triangle')
 #: ADE20K labels (before reduce_zero_label) given to the background and to each shape class:
 #: 'wall', 'building' ... are ADE20K's first classes; the demo only needs distinct ids.
@@ -117,9 +119,8 @@ def make_coco_demo(root: str, num_train: int = 200, num_val: int = 50, size: int
         ann_path = os.path.join(root, 'annotations', f'instances_{split}2017.json')
         categories = [dict(id=i + 1, name=name, supercategory='shape')
                       for i, name in enumerate(SHAPES)]
-        with open(ann_path + '.tmp', 'w') as f:
-            json.dump(dict(images=images, annotations=annotations, categories=categories), f)
-        os.replace(ann_path + '.tmp', ann_path)
+        write_text_atomic(ann_path, json.dumps(
+            dict(images=images, annotations=annotations, categories=categories)))
         counts[f'{split}_images'] = len(images)
         counts[f'{split}_annotations'] = len(annotations)
     return counts

@@ -17,15 +17,9 @@ from mmengine.model import is_model_wrapper
 from mmengine.registry import HOOKS
 from mmengine.runner import IterBasedTrainLoop
 
-from mmhire.utils.checkpoint import (
-    PARTIAL_SUFFIX,
-    CheckpointError,
-    checkpoint_misfit,
-    partial_name,
-    publish,
-    write_text_atomic,
-)
+from mmhire.utils.checkpoint import CheckpointError, checkpoint_misfit
 from mmhire.utils.compat import compile_kwargs
+from mmhire.utils.fileio import PARTIAL_SUFFIX, partial_name, publish, write_text_atomic
 
 
 @HOOKS.register_module()

@@ -12,13 +12,12 @@ mmengine's loader for local files (used by ``--resume``, ``load_from`` and ``Pre
 init) this one.
 
 Every checkpoint mmhire writes goes to a file beside its target first and is renamed into
-place once complete, so a killed process never leaves a half-written file under a
-checkpoint's name.
+place once complete (:mod:`mmhire.utils.fileio`), so a killed process never leaves a
+half-written file under a checkpoint's name.
 """
 import _compat_pickle
 import collections
 import io
-import os
 import os.path as osp
 import pickle
 import re
@@ -32,8 +31,8 @@ import numpy as np
 import torch
 
 from .compat import TORCH_VERSION, check_torch
+from .fileio import write_atomic
 
-PARTIAL_SUFFIX = '.partial'
 _BUILTIN_STATISTICS = frozenset({'min', 'max', 'current', 'mean'})
 
 
@@ -331,59 +330,9 @@ def load_pretrained(module: torch.nn.Module, cfg: Dict[str, Any]) -> None:
     load_state_dict(module, state_dict, strict=False, logger='current')
 
 
-def _fsync_dir(directory: str) -> None:
-    try:
-        fd = os.open(directory, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
-
-
-def publish(partial: str, path: str) -> None:
-    """Flushes the complete file ``partial`` to disk and renames it to ``path`` in one step."""
-    with open(partial, 'rb') as f:
-        os.fsync(f.fileno())
-    os.replace(partial, path)
-    _fsync_dir(osp.dirname(osp.abspath(path)))
-
-
-def partial_name(path: str) -> str:
-    """The file a checkpoint is written to before it is renamed to ``path``."""
-    return path + PARTIAL_SUFFIX
-
-
-def write_atomic(path: str, write: Callable[[str], None]) -> None:
-    """Calls ``write(tmp)`` on a file beside ``path`` and renames it into place; on any
-    failure the partial file is removed and ``path`` keeps what it held before."""
-    directory = osp.dirname(osp.abspath(path))
-    os.makedirs(directory, exist_ok=True)
-    tmp = osp.join(directory, f'.{osp.basename(path)}.{os.getpid()}{PARTIAL_SUFFIX}')
-    try:
-        write(tmp)
-        publish(tmp, path)
-    finally:
-        if osp.exists(tmp):
-            os.remove(tmp)
-
-
 def save_checkpoint_atomic(obj: Any, path: str) -> None:
     """:func:`torch.save` that never leaves a partial file under ``path``."""
     write_atomic(path, lambda tmp: torch.save(obj, tmp))
-
-
-def write_text_atomic(path: str, text: str) -> None:
-    """Writes a small text file so that readers see either the old or the new content."""
-
-    def _write(tmp: str) -> None:
-        with open(tmp, 'w') as f:
-            f.write(text)
-
-    write_atomic(path, _write)
 
 
 def load_from_local_weights_only(filename: str, map_location: Optional[Any] = None) -> Any:

@@ -16,6 +16,11 @@ import torch
 MIN_TORCH = (2, 1)
 #: The oldest and newest torch that CI runs the test suite on.
 TESTED_TORCH = ('2.1.2', '2.14.1')
+#: The newest torch mmdeploy 1.3 exports with: its rewrites hook the TorchScript exporter, and
+#: from torch 2.9 ``torch.onnx.export`` uses the dynamo exporter, where they do not apply.
+MMDEPLOY_NEWEST_TORCH = (2, 8)
+#: The torch the deployment tests run on (the oldest tested stack, with mmdeploy).
+MMDEPLOY_TESTED_TORCH = TESTED_TORCH[0]
 
 
 def version_tuple(version: str) -> Tuple[int, ...]:
@@ -98,6 +103,26 @@ def compile_kwargs(**options) -> dict:
         return options
     options['options'] = dict(INDUCTOR_OPTIONS, **(options.get('options') or {}))
     return options
+
+
+def mmdeploy_supports_torch() -> bool:
+    """Whether mmdeploy 1.3 can export with the installed torch (:data:`MMDEPLOY_NEWEST_TORCH`)."""
+    return TORCH_VERSION[:2] <= MMDEPLOY_NEWEST_TORCH
+
+
+def dynamo_exporter_available() -> Tuple[bool, str]:
+    """Whether the dynamo ONNX exporter can run here, and if not, why."""
+    dim = getattr(getattr(torch, 'export', None), 'Dim', None)  # torch.export.Dim: 2.2+
+    if ('dynamo' not in inspect.signature(torch.onnx.export).parameters
+            or not hasattr(dim, 'DYNAMIC')):
+        return False, (f'torch {torch.__version__} has no dynamo ONNX exporter with '
+                       f'Dim.DYNAMIC (torch >= 2.6); use the torchscript exporter')
+    try:
+        import onnxscript  # noqa: F401
+    except ImportError:
+        return False, ('the dynamo ONNX exporter needs the onnxscript package: '
+                       'pip install onnxscript')
+    return True, ''
 
 
 def torchscript_export_kwargs() -> dict:

@@ -32,25 +32,37 @@ def tool_path(relpath: str) -> str:
     return osp.join(mim_root(), 'tools', relpath)
 
 
-def list_configs() -> List[str]:
-    """The model configs users run, relative to the config folder (``_base_`` files and the
-    deploy configs of ``deploy/`` left out)."""
+#: The config folders by kind: the model configs users run (``_base_`` files and the deploy
+#: configs left out), and mmdeploy's deploy configs (``configs/deploy/``).
+CONFIG_KINDS = ('model', 'deploy')
+
+
+def list_configs(kind: str = 'model') -> List[str]:
+    """mmhire's configs of ``kind``, relative to their folder: the model configs under
+    ``configs/`` (``demo/...`` included), or the deploy configs of ``configs/deploy/``."""
+    if kind not in CONFIG_KINDS:
+        raise ValueError(f'kind={kind!r}: choose one of {CONFIG_KINDS}')
     root = config_dir()
+    if kind == 'deploy':
+        root = osp.join(root, 'deploy')
+        return sorted(name for name in os.listdir(root) if name.endswith('.py')) \
+            if osp.isdir(root) else []
     return sorted(
         osp.relpath(p, root) for p in glob.glob(osp.join(root, '**', '*.py'), recursive=True)
         if '_base_' not in osp.relpath(p, root).split(os.sep)
         and osp.relpath(p, root).split(os.sep)[0] != 'deploy')
 
 
-def resolve_config(name: str) -> str:
-    """A config file: ``name`` itself when it is a file, else the mmhire config of that name
-    (``mask_rcnn_hire_s_coco``, ``mask_rcnn_hire_s_coco.py`` or ``demo/...``). A name that is
-    neither stops with the list of mmhire's configs."""
+def resolve_config(name: str, kind: str = 'model') -> str:
+    """A config file: ``name`` itself when it is a file, else mmhire's config of ``kind``
+    with that name (``mask_rcnn_hire_s_coco``, ``mask_rcnn_hire_s_coco.py``, ``demo/...``;
+    ``segmentation_onnxruntime_static-512x512`` for a deploy config). A name that is neither
+    stops with the list of mmhire's configs of that kind."""
     if osp.isfile(name):
         return name
     try:
-        known = list_configs()
-        root = config_dir()
+        known = list_configs(kind)
+        root = config_dir() if kind == 'model' else osp.join(config_dir(), 'deploy')
     except FileNotFoundError:
         known, root = [], None
     wanted = name if name.endswith('.py') else name + '.py'
@@ -58,8 +70,8 @@ def resolve_config(name: str) -> str:
         matches = [c for c in known if c == candidate or osp.basename(c) == candidate]
         if len(matches) == 1:
             return osp.join(root, matches[0])
-    listing = '\n  '.join(known) if known else '(none found)'
+    what = 'an mmhire config' if kind == 'model' else "one of mmhire's deploy configs"
+    listing = '\n  '.join(c[:-3] if kind == 'deploy' else c for c in known) or '(none found)'
     raise FileNotFoundError(
-        f'config {name!r} does not exist: it is neither a file (looked in '
-        f'{osp.abspath(name)}) nor the name of an mmhire config. Pass a config file, or one '
-        f'of the mmhire configs:\n  {listing}')
+        f'config {name!r} does not exist: it is neither a file nor the name of {what} (no '
+        f'file at {osp.abspath(name)}). Pass a config file, or one of these:\n  {listing}')

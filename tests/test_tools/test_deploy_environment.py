@@ -5,13 +5,14 @@ import sys
 
 import pytest
 
-from mmhire.apis import deploy as deploy_api
+from mmhire.deployment import deploy as deploy_api
+from mmhire.utils import compat
 
 pytestmark = pytest.mark.floor
 
 
 def test_torch_too_new_for_mmdeploy(monkeypatch, tmp_path):
-    monkeypatch.setattr(deploy_api, 'torch_version', lambda: (2, 9))
+    monkeypatch.setattr(compat, 'TORCH_VERSION', (2, 9, 0))
     with pytest.raises(deploy_api.DeployError, match='make setup-deploy.*export_onnx.py'):
         deploy_api.deploy('configs/demo/hire_t_in1k_demo.py', 'x.pth',
                           work_dir=str(tmp_path / 'out'))
@@ -19,7 +20,7 @@ def test_torch_too_new_for_mmdeploy(monkeypatch, tmp_path):
 
 
 def test_mmdeploy_not_installed(monkeypatch, tmp_path):
-    monkeypatch.setattr(deploy_api, 'torch_version', lambda: (2, 1))
+    monkeypatch.setattr(compat, 'TORCH_VERSION', (2, 8, 1))
     monkeypatch.setitem(sys.modules, 'mmdeploy', None)  # import mmdeploy -> ImportError
     with pytest.raises(deploy_api.DeployError, match='mmdeploy.*not installed.*make setup-deploy'):
         deploy_api.deploy('configs/demo/hire_t_in1k_demo.py', 'x.pth',
@@ -29,7 +30,7 @@ def test_mmdeploy_not_installed(monkeypatch, tmp_path):
 
 def test_command_line_says_so(monkeypatch, capsys, tmp_path):
     from mmhire.__main__ import main
-    monkeypatch.setattr(deploy_api, 'torch_version', lambda: (2, 14))
+    monkeypatch.setattr(compat, 'TORCH_VERSION', (2, 14, 1))
     assert main(['deploy', 'configs/demo/hire_t_in1k_demo.py', 'x.pth',
                  '--work-dir', str(tmp_path / 'out')]) == 1
     assert 'mmdeploy cannot export with torch' in capsys.readouterr().err

@@ -7,7 +7,7 @@ import pytest
 import torch
 from conftest import load_tool
 
-from mmhire.apis.export import (
+from mmhire.deployment.export import (
     check_sizes,
     dynamo_exporter_available,
     export_onnx,

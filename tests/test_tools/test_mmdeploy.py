@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from mmhire.apis.deploy import DeployError, deploy
+from mmhire.deployment.deploy import DeployError, deploy
 from mmhire.utils.config import build_model, load_config
 
 pytestmark = pytest.mark.deploy
@@ -39,7 +39,7 @@ def random_checkpoint(config, path, seed=0):
 def deploy_cfg(name):
     from mmdeploy.utils import load_config as mmdeploy_load_config
 
-    from mmhire.apis.deploy import resolve_deploy_config
+    from mmhire.deployment.deploy import resolve_deploy_config
     return mmdeploy_load_config(resolve_deploy_config(name))[0]
 
 
@@ -72,7 +72,7 @@ OTHER_SIZES = [(32, 32), (33, 47), (160, 224), (224, 224), (257, 193), (384, 640
 def test_classifier_every_size(deployed):
     """Exported at 64x64 (the demo test pipeline's crop), the class scores equal PyTorch's
     within 1e-4 at every size, at another batch size."""
-    from mmhire.apis.deploy_check import classifier_agreement
+    from mmhire.deployment.check import classifier_agreement
     work, _, model = deployed(CLS)
     assert sorted(os.listdir(work)) == ['deploy.json', 'detail.json', 'end2end.onnx',
                                         'pipeline.json']
@@ -101,7 +101,7 @@ def test_segmentor_every_size(deployed, config):
     """UperNet (pyramid pooling) and Semantic FPN (Upsample), exported once: >= 99.9% of the
     pixels get PyTorch's class at every size, including maps smaller than the pooling's six
     bins (mmhire's rewrites of mmseg's PPM and Upsample)."""
-    from mmhire.apis.deploy_check import segmentor_agreement
+    from mmhire.deployment.check import segmentor_agreement
     work, _, model = deployed(config)
     results = segmentor_agreement(model, f'{work}/end2end.onnx', OTHER_SIZES)
     assert min(same for _, same in results) >= 0.999, results
@@ -110,7 +110,7 @@ def test_segmentor_every_size(deployed, config):
 def test_static_segmentor(deployed):
     """The static deploy config serves its 512x512 only: it agrees there, and ONNX Runtime
     refuses another size instead of computing something else."""
-    from mmhire.apis.deploy_check import onnx_session, segmentor_agreement
+    from mmhire.deployment.check import onnx_session, segmentor_agreement
     work, _, model = deployed(UPERNET, 'segmentation_onnxruntime_static-512x512')
     path = f'{work}/end2end.onnx'
     assert segmentor_agreement(model, path, [(512, 512)])[0][1] >= 0.999
@@ -141,7 +141,7 @@ def test_detector_every_size(deployed, repo, cascade_demo_config, name):
     ten best detections are found again every time, with the same labels, box IoU >= 0.99,
     scores within 1e-3 and masks agreeing on >= 99% of the pixels. mmhire's rewrites of the
     RPN (mmdet's per-level NMS) and of Cascade's box stages make it so."""
-    from mmhire.apis.deploy_check import DeployedPair, match_detections
+    from mmhire.deployment.check import DeployedPair, match_detections
     config = MASK_RCNN if name == 'mask_rcnn' else cascade_demo_config
     work, checkpoint, _ = deployed(config)
     pair = DeployedPair(load_config(osp.join(repo, config)),
@@ -176,7 +176,7 @@ def test_cascade_with_class_aware_regression_only_on_onnxruntime(tmp_path, repo,
 def test_adaptive_pool_rewrite_is_exact():
     """The PPM rewrite's adaptive pool equals PyTorch's for maps larger and smaller than the
     bins, square or not."""
-    from mmhire.apis.shape_generic import adaptive_avg_pool2d_any_size
+    from mmhire.deployment.any_size import adaptive_avg_pool2d_any_size
     torch.manual_seed(0)
     for h, w in [(1, 1), (2, 3), (5, 7), (6, 6), (13, 4), (32, 45)]:
         x = torch.randn(2, 3, h, w)
@@ -203,7 +203,7 @@ def make_demo_sets(root):
 def test_metrics_of_the_deployed_model(deployed, repo, tmp_path, monkeypatch, config, keys):
     """mmdeploy's test runner on the demo validation sets: the ONNX model's metrics equal the
     PyTorch model's within 0.005."""
-    from mmhire.apis.deploy_check import DeployedPair
+    from mmhire.deployment.check import DeployedPair
     work, checkpoint, _ = deployed(config)
     monkeypatch.chdir(tmp_path)
     make_demo_sets(str(tmp_path))

@@ -12,8 +12,8 @@ import torch
 from conftest import CONFIG_DIR
 from reference_hire_mlp import ReferenceHireMLPNet, deit_style_checkpoint, randomize_
 
-from mmhire import weights
 from mmhire.__main__ import main as mmhire_main
+from mmhire.models.utils import weights
 from mmhire.utils.config import build_model, load_config
 
 pytestmark = pytest.mark.floor

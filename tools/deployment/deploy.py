@@ -25,7 +25,7 @@ import argparse
 import os.path as osp
 import sys
 
-from mmhire.apis.export import parse_size
+from mmhire.deployment.export import parse_size
 
 DEFAULT_CHECK_SIZES = ('224x224', '96x160', '257x193')
 TOLERANCE = dict(scores=1e-4, pixels=0.999, iou=0.99, score=1e-3, mask=0.99)
@@ -52,8 +52,8 @@ def parse_args(argv=None):
     args = parser.parse_args(argv)
     if not args.list_deploy_cfgs and not (args.config and args.checkpoint):
         parser.error('CONFIG and CHECKPOINT are required')
-    from mmhire.models.backbones.hire_mlp import MIN_INPUT_SIZE
-    small = [f'{h}x{w}' for h, w in args.check_sizes if min(h, w) < MIN_INPUT_SIZE]
+    from mmhire.models.backbones.hire_mlp import MIN_INPUT_SIZE, sizes_below_minimum
+    small = sizes_below_minimum(args.check_sizes)
     if small:
         parser.error(f'--check-sizes below {MIN_INPUT_SIZE}x{MIN_INPUT_SIZE} pixels, the '
                      f'smallest input HireMLP takes: {", ".join(small)}')
@@ -65,7 +65,7 @@ def check(model_cfg, deploy_cfg, checkpoint, onnx_path, sizes) -> bool:
     everywhere within :data:`TOLERANCE`."""
     import numpy as np
 
-    from mmhire.apis.deploy_check import (
+    from mmhire.deployment.check import (
         DeployedPair,
         classifier_agreement,
         match_detections,
@@ -115,7 +115,7 @@ def check(model_cfg, deploy_cfg, checkpoint, onnx_path, sizes) -> bool:
 
 def main(argv=None) -> int:
     args = parse_args(argv)
-    from mmhire.apis.deploy import (
+    from mmhire.deployment.deploy import (
         DeployError,
         check_environment,
         deploy,

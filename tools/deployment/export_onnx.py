@@ -26,7 +26,7 @@ import sys
 
 import torch
 
-from mmhire.apis.export import parse_size
+from mmhire.deployment.export import parse_size
 
 DEFAULT_CHECK_SIZES = ('32x32', '33x47', '224x224', '193x257', '97x311', '511x511',
                        '800x1216')
@@ -55,9 +55,8 @@ def parse_args(argv=None):
     parser.add_argument('--no-check', action='store_true', help='skip the onnxruntime check')
     parser.add_argument('--tolerance', type=float, default=1e-4)
     args = parser.parse_args(argv)
-    from mmhire.models.backbones.hire_mlp import MIN_INPUT_SIZE
-    small = [f'{h}x{w}' for h, w in [tuple(args.shape)] + args.check_sizes
-             if min(h, w) < MIN_INPUT_SIZE]
+    from mmhire.models.backbones.hire_mlp import MIN_INPUT_SIZE, sizes_below_minimum
+    small = sizes_below_minimum([tuple(args.shape)] + args.check_sizes)
     if small:
         parser.error(f'sizes below {MIN_INPUT_SIZE}x{MIN_INPUT_SIZE} pixels, the smallest '
                      f'input HireMLP takes: {", ".join(small)}')
@@ -88,7 +87,7 @@ def build_classifier(arch: str, checkpoint=None) -> torch.nn.Module:
     from mmengine.runner import load_checkpoint
     from mmpretrain.registry import MODELS
 
-    from mmhire.apis.export import ClassifierScores
+    from mmhire.deployment.export import ClassifierScores
     from mmhire.models import HireMLP
     from mmhire.utils.paths import resolve_config
     if arch.lower() not in HireMLP.arch_zoo:
@@ -109,7 +108,7 @@ def build_segmentor(config: str, checkpoint=None) -> torch.nn.Module:
     """The mmseg segmentor of ``config`` as a class-map module, its backbone in deploy form."""
     from mmengine.runner import load_checkpoint
 
-    from mmhire.apis.export import SegmentorClassMap
+    from mmhire.deployment.export import SegmentorClassMap
     from mmhire.utils.config import build_model, load_config, model_library
     cfg = load_config(config)
     if model_library(cfg) != 'mmseg':
@@ -128,7 +127,7 @@ def build_segmentor(config: str, checkpoint=None) -> torch.nn.Module:
 
 def main(argv=None) -> int:
     args = parse_args(argv)
-    from mmhire.apis.export import check_sizes, export_onnx, onnx_opset
+    from mmhire.deployment.export import check_sizes, export_onnx, onnx_opset
     try:
         if args.segmentor:
             model = build_segmentor(args.segmentor, args.checkpoint)

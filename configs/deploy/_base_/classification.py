@@ -3,5 +3,5 @@ _base_ = ['./onnxruntime.py']
 codebase_config = dict(
     type='mmpretrain',
     task='Classification',
-    module=['mmhire', 'mmhire.apis.mmdeploy_rewriters'])
+    module=['mmhire', 'mmhire.deployment.mmdeploy_rewriters'])
 onnx_config = dict(output_names=['output'])

@@ -4,5 +4,5 @@ codebase_config = dict(
     type='mmseg',
     task='Segmentation',
     with_argmax=True,
-    module=['mmhire', 'mmhire.apis.mmdeploy_rewriters'])
+    module=['mmhire', 'mmhire.deployment.mmdeploy_rewriters'])
 onnx_config = dict(output_names=['output'])

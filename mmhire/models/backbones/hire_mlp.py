@@ -11,7 +11,7 @@ convolution, the region fold, batch chunks in CPU inference) live in
 import copy
 import re
 import warnings
-from typing import Dict, List, Optional, Sequence, Tuple, Union
+from typing import Dict, Iterable, List, Optional, Sequence, Tuple, Union
 
 import torch
 import torch.nn as nn
@@ -42,6 +42,12 @@ from mmhire.utils.checkpoint import load_pretrained
 
 #: Smallest input side the backbone accepts: at 32 pixels the last stage is 1x1.
 MIN_INPUT_SIZE = 32
+
+
+def sizes_below_minimum(sizes: Iterable[Tuple[int, int]]) -> List[str]:
+    """The sizes (H, W) among ``sizes`` that HireMLP cannot take (a side below
+    :data:`MIN_INPUT_SIZE`), as ``'HxW'``: the one check of the tools and deploy configs."""
+    return [f'{h}x{w}' for h, w in sizes if h < MIN_INPUT_SIZE or w < MIN_INPUT_SIZE]
 
 
 class RegionMLP(BaseModule):
@@ -648,4 +654,5 @@ class HireMLP(BaseModule):
         return self
 
 
-__all__ = ['HireMLP', 'HireBlock', 'HireMixer', 'RegionMLP', 'MIN_INPUT_SIZE']
+__all__ = ['HireMLP', 'HireBlock', 'HireMixer', 'RegionMLP', 'MIN_INPUT_SIZE',
+           'sizes_below_minimum']

@@ -9,7 +9,7 @@ import torch
 import torch.nn as nn
 from reference_hire_mlp import randomize_bn_ as randomize_bn
 
-from mmhire.apis.export import dynamo_exporter_available, export_onnx, onnx_session
+from mmhire.deployment.export import dynamo_exporter_available, export_onnx, onnx_session
 from mmhire.models import HireMLP
 from mmhire.models.backbones.hire_mlp import runs_channels_last
 from mmhire.models.layers import (

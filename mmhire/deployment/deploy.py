@@ -16,6 +16,9 @@ import numpy as np
 import torch
 from mmengine.config import Config
 
+from mmhire.utils.compat import MMDEPLOY_TESTED_TORCH, mmdeploy_supports_torch
+from mmhire.utils.fileio import publish
+
 #: The deploy config each library's models get unless another is named.
 DEFAULT_DEPLOY_CONFIGS = {
     'mmpretrain': 'classification_onnxruntime_dynamic',
@@ -26,55 +29,36 @@ DEFAULT_DEPLOY_CONFIGS = {
 CODEBASES = {'mmpretrain': 'mmpretrain', 'mmseg': 'mmseg', 'mmdet': 'mmdet'}
 #: The files a deployment writes into its work dir.
 OUTPUT_FILES = ('end2end.onnx', 'deploy.json', 'pipeline.json', 'detail.json')
-#: mmdeploy 1.3's rewrites need the TorchScript exporter; from torch 2.9 on,
-#: ``torch.onnx.export`` uses the dynamo exporter and mmdeploy's rewrites do not apply.
-NEWEST_TORCH_FOR_MMDEPLOY = (2, 8)
-#: The torch versions the deployment tests ran on.
-TESTED_TORCH = '2.1'
 
 
 class DeployError(RuntimeError):
     """A deployment that cannot run, with what to do about it."""
 
 
-def deploy_config_dir() -> str:
-    from mmhire.utils.paths import config_dir
-    return osp.join(config_dir(), 'deploy')
-
-
 def list_deploy_configs() -> List[str]:
     """mmhire's deploy configs, by name (the file name without ``.py``)."""
-    root = deploy_config_dir()
-    if not osp.isdir(root):
-        return []
-    return sorted(name[:-3] for name in os.listdir(root) if name.endswith('.py'))
+    from mmhire.utils.paths import list_configs
+    return [name[:-3] for name in list_configs('deploy')]
 
 
 def resolve_deploy_config(name: str) -> str:
     """A deploy config file: ``name`` itself when it is a file, else mmhire's deploy config of
     that name (``segmentation_onnxruntime_static-512x512``)."""
-    if osp.isfile(name):
-        return name
-    stem = osp.basename(name)
-    stem = stem[:-3] if stem.endswith('.py') else stem
-    known = list_deploy_configs()
-    if stem in known:
-        return osp.join(deploy_config_dir(), stem + '.py')
-    raise DeployError(f'deploy config {name!r} is neither a file nor one of mmhire\'s deploy '
-                      'configs:\n  ' + '\n  '.join(known))
-
-
-def torch_version() -> Tuple[int, int]:
-    return tuple(int(part) for part in torch.__version__.split('+')[0].split('.')[:2])
+    from mmhire.utils.paths import resolve_config
+    try:
+        return resolve_config(name, 'deploy')
+    except FileNotFoundError as error:
+        raise DeployError(str(error)) from None
 
 
 def check_environment() -> None:
     """Stops with the fix when mmdeploy or ONNX Runtime is missing, or torch is too new."""
-    if torch_version() > NEWEST_TORCH_FOR_MMDEPLOY:
+    if not mmdeploy_supports_torch():
         raise DeployError(
             f'mmdeploy cannot export with torch {torch.__version__}: its model rewrites hook '
             'the TorchScript ONNX exporter, and from torch 2.9 torch.onnx.export uses the '
-            f'dynamo exporter. Deploy in the deployment environment (torch {TESTED_TORCH}): '
+            'dynamo exporter. Deploy in the deployment environment (torch '
+            f'{MMDEPLOY_TESTED_TORCH}): '
             '`make setup-deploy`, then `.venv-deploy/bin/python -m mmhire deploy ...`; or, on '
             'this torch, export the backbone or classifier with '
             '`python tools/deployment/export_onnx.py` (docs/deployment.md)')
@@ -259,7 +243,7 @@ def deploy(model_config: Union[str, Config], checkpoint: str,
                 raise DeployError(f'mmdeploy did not write {name}')
         for name in OUTPUT_FILES:
             target = osp.join(work_dir, name)
-            os.replace(osp.join(staging, name), target)
+            publish(osp.join(staging, name), target)
             written[name] = target
         return written
     finally:
@@ -269,17 +253,18 @@ def deploy(model_config: Union[str, Config], checkpoint: str,
 def check_input_size(model_cfg: Config, deploy_cfg: Config) -> None:
     """Stops when a fixed-size deploy config asks for an input below HireMLP's minimum."""
     from mmhire.models.backbones.hire_mlp import MIN_INPUT_SIZE as minimum
+    from mmhire.models.backbones.hire_mlp import sizes_below_minimum
 
     shape = deploy_cfg.onnx_config.get('input_shape')
     if not shape:
         return
     width, height = shape
-    if min(width, height) < minimum:
+    if sizes_below_minimum([(height, width)]):
         raise DeployError(f'the deploy config\'s input_shape {width}x{height} (W x H) is below '
                           f'HireMLP\'s minimum input of {minimum} pixels a side; use a larger '
                           'input_shape or a dynamic deploy config')
 
 
 __all__ = ['DEFAULT_DEPLOY_CONFIGS', 'DeployError', 'OUTPUT_FILES', 'check_checkpoint',
-           'check_environment', 'check_model_config', 'deploy', 'deploy_config_dir',
-           'list_deploy_configs', 'load_configs', 'resolve_deploy_config']
+           'check_environment', 'check_model_config', 'deploy', 'list_deploy_configs',
+           'load_configs', 'resolve_deploy_config']

@@ -73,7 +73,7 @@ def upsample_forward(upsample: nn.Module, x: torch.Tensor,
 
 
 @contextlib.contextmanager
-def shape_generic_mmseg() -> Iterator[None]:
+def any_size_mmseg() -> Iterator[None]:
     """Within the block, mmseg's ``Upsample`` and ``PPM`` run the forwards above."""
     from mmseg.models.decode_heads.psp_head import PPM
     from mmseg.models.utils.wrappers import Upsample
@@ -88,5 +88,5 @@ def shape_generic_mmseg() -> Iterator[None]:
         Upsample.forward, PPM.forward = saved
 
 
-__all__ = ['adaptive_avg_pool2d_any_size', 'ppm_forward', 'shape_generic_mmseg',
+__all__ = ['adaptive_avg_pool2d_any_size', 'ppm_forward', 'any_size_mmseg',
            'upsample_forward']

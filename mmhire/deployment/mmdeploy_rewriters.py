@@ -10,7 +10,7 @@ Two of mmseg's modules fix sizes of the export input in the graph, whatever the 
   from the export size (and which fails outright when the map is smaller than the bins).
 
 The rewrites here compute both from the traced size instead, with the forwards of
-:mod:`mmhire.apis.shape_generic` (which the dynamo export of a whole segmentor uses too).
+:mod:`mmhire.deployment.any_size` (which the dynamo export of a whole segmentor uses too).
 
 For mmdet, with ONNX Runtime: the RPN as mmdet does it (NMS within each FPN level, no score
 threshold; mmdeploy 1.3's suppresses across levels and drops proposals under the detector's
@@ -24,7 +24,7 @@ configs do through ``codebase_config.module``.
 import torch
 from mmdeploy.core import FUNCTION_REWRITER
 
-from .shape_generic import adaptive_avg_pool2d_any_size, ppm_forward, upsample_forward
+from .any_size import adaptive_avg_pool2d_any_size, ppm_forward, upsample_forward
 
 try:  # mmdet is needed by the detector rewrites only
     from mmdet.structures.bbox import get_box_tensor

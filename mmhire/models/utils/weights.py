@@ -17,14 +17,15 @@ import os.path as osp
 import sys
 import urllib.error
 import urllib.request
-from typing import Dict, List, Optional
+from typing import Dict, List, Optional, Tuple
 
 RELEASE = 'https://github.com/ggjy/Hire-Wave-MLP.pytorch/releases/download/log'
+#: The released sizes: (released file, output). Their stage depths and stem width are
+#: HireMLP's (:func:`released_arch`).
 SIZES = {
-    # name: (released file, output, stage depths, stage channels)
-    'tiny': ('hire_mlp_tiny.pth', 'checkpoints/hire_t_in1k.pth', (2, 2, 4, 2), 64),
-    'small': ('hire_mlp_small.pth', 'checkpoints/hire_s_in1k.pth', (3, 4, 10, 3), 64),
-    'base': ('hire_mlp_base.pth', 'checkpoints/hire_b_in1k.pth', (4, 6, 24, 3), 64),
+    'tiny': ('hire_mlp_tiny.pth', 'checkpoints/hire_t_in1k.pth'),
+    'small': ('hire_mlp_small.pth', 'checkpoints/hire_s_in1k.pth'),
+    'base': ('hire_mlp_base.pth', 'checkpoints/hire_b_in1k.pth'),
 }
 CONFIGS = {'tiny': 'hire_t', 'small': 'hire_s', 'base': 'hire_b'}
 CHUNK = 1 << 20
@@ -86,6 +87,13 @@ def sha256_of(path: str) -> str:
     return digest.hexdigest()
 
 
+def released_arch(size: str) -> Tuple[Tuple[int, ...], int]:
+    """Hire-MLP-``size``'s stage depths and stem width, from HireMLP's arch table."""
+    from mmhire.models import HireMLP
+    arch = HireMLP.arch_zoo[size]
+    return tuple(arch['depths']), arch['channels'][0]
+
+
 def released_layout(state_dict: Dict) -> Dict[str, object]:
     """The stage depths and stem width of a state dict in the release's key layout."""
     depths: List[int] = []
@@ -113,10 +121,10 @@ def convert_file(src: str, size: str, use_ema: bool = False) -> Dict:
     if not any(layout['depths']):
         raise WeightsError(f'{src} is not a released Hire-MLP checkpoint: it has no block '
                            f'weights (network.<i>.<j>...); its keys begin {list(released)[:3]}')
-    _, _, depths, channels = SIZES[size]
+    depths, channels = released_arch(size)
     if layout['depths'] != depths or layout['channels'] != channels:
-        named = [name for name, (_, _, d, c) in SIZES.items()
-                 if (d, c) == (layout['depths'], layout['channels'])]
+        named = [name for name in SIZES
+                 if released_arch(name) == (layout['depths'], layout['channels'])]
         held = (f'Hire-MLP-{named[0]}' if named else
                 f'stage depths {layout["depths"]} and stem width {layout["channels"]}')
         hint = (f'; ask for `{named[0]}`' if named else
@@ -188,7 +196,7 @@ def fetch(size: str, out: Optional[str] = None, url: Optional[str] = None,
             state_dict = convert_file(part, size, use_ema)
         save_checkpoint_atomic(
             dict(meta=dict(source=source, sha256=digest, arch=size, ema=bool(use_ema),
-                           converter='mmhire.weights'),
+                           converter='python -m mmhire weights'),
                  state_dict=state_dict), out)
     finally:
         if osp.exists(part):

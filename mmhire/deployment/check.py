@@ -1,4 +1,4 @@
-"""Checks of a model deployed by :func:`mmhire.apis.deploy.deploy` against the PyTorch model
+"""Checks of a model deployed by :func:`mmhire.deployment.deploy.deploy` against the PyTorch model
 it came from: at sizes other than the export size, and by the metrics of a test set.
 
 - classifiers: the largest difference of the class scores, relative to the largest score;

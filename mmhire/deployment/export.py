@@ -5,17 +5,16 @@ HireMLP's forward computes its pads, crops and reshapes from the tensor's size, 
 exported graph serves every input size: the exporter records them as ``Shape``/``Range``
 nodes, not as numbers of the example input.
 """
-import inspect
-import os
 from contextlib import nullcontext
 from typing import Dict, List, Optional, Sequence, Tuple
 
 import torch
 import torch.nn as nn
 
-from mmhire.utils.compat import torchscript_export_kwargs
+from mmhire.utils.compat import dynamo_exporter_available, torchscript_export_kwargs
+from mmhire.utils.fileio import write_atomic
 
-from .shape_generic import shape_generic_mmseg
+from .any_size import any_size_mmseg
 
 #: The exporters: ``'torchscript'`` (every supported torch) and ``'dynamo'`` (torch.export,
 #: torch >= 2.6, with the ``onnxscript`` package).
@@ -39,7 +38,7 @@ class SegmentorClassMap(nn.Module):
     (B, 1, H, W), at the input's size, as mmseg's ``predict`` gives it without rescaling.
 
     Exported with :func:`export_onnx`, mmseg's ``Upsample`` and ``PPM`` run the forwards of
-    :mod:`mmhire.apis.shape_generic`, so the file serves every size."""
+    :mod:`mmhire.deployment.any_size`, so the file serves every size."""
 
     def __init__(self, segmentor: nn.Module) -> None:
         super().__init__()
@@ -61,36 +60,19 @@ def output_names(model: nn.Module) -> List[str]:
     return [f'out{i}' for i in range(len(model.out_indices))]
 
 
-def dynamo_exporter_available() -> Tuple[bool, str]:
-    """Whether the dynamo exporter can run here, and if not, why."""
-    dim = getattr(getattr(torch, 'export', None), 'Dim', None)  # torch.export.Dim: 2.2+
-    if ('dynamo' not in inspect.signature(torch.onnx.export).parameters
-            or not hasattr(dim, 'DYNAMIC')):
-        return False, (f'torch {torch.__version__} has no dynamo ONNX exporter with '
-                       f'Dim.DYNAMIC (torch >= 2.6); use the torchscript exporter')
-    try:
-        import onnxscript  # noqa: F401
-    except ImportError:
-        return False, ('the dynamo ONNX exporter needs the onnxscript package: '
-                       'pip install onnxscript')
-    return True, ''
-
-
 def export_onnx(model: nn.Module, example: torch.Tensor, path: str,
                 opset: Optional[int] = None, exporter: str = 'torchscript') -> None:
     """Writes ``model`` (in eval mode) as an ONNX file whose input ``input`` has dynamic
     batch, height and width, and whose outputs are named by :func:`output_names`. ``opset``
     defaults to 17 for the TorchScript exporter and 18 (its own) for the dynamo one.
 
-    The file is written next to ``path`` first and renamed into place, so an export that
-    fails leaves nothing behind.
+    The file is written next to ``path`` first and renamed into place
+    (:func:`mmhire.utils.fileio.write_atomic`), so an export that fails leaves nothing
+    behind.
     """
     if exporter not in EXPORTERS:
         raise ValueError(f'exporter={exporter!r}: choose one of {", ".join(EXPORTERS)}')
-    directory = os.path.dirname(os.path.abspath(path))
-    os.makedirs(directory, exist_ok=True)
     names = output_names(model)
-    partial = os.path.join(directory, f'.{os.path.basename(path)}.partial')
     if opset is None:
         opset = 18 if exporter == 'dynamo' else 17
     options: Dict = dict(opset_version=opset, input_names=['input'], output_names=names)
@@ -113,14 +95,13 @@ def export_onnx(model: nn.Module, example: torch.Tensor, path: str,
         # class scores have a batch axis only; feature maps all three
         out_axes = {0: 'batch'} if names == ['scores'] else axes
         options['dynamic_axes'] = {'input': axes, **{n: out_axes for n in names}}
-    heads = shape_generic_mmseg() if isinstance(model, SegmentorClassMap) else nullcontext()
-    try:
+    heads = any_size_mmseg() if isinstance(model, SegmentorClassMap) else nullcontext()
+
+    def write(partial: str) -> None:
         with torch.no_grad(), heads:
             torch.onnx.export(model.eval(), (example, ), partial, **options)
-        os.replace(partial, path)
-    finally:
-        if os.path.exists(partial):
-            os.remove(partial)
+
+    write_atomic(path, write)
 
 
 def parse_size(text: str) -> Tuple[int, int]:
