@@ -18,8 +18,8 @@ in deploy form, i.e. BatchNorm folded into the convolutions), ``hire_s_plain`` (
 HireMLP with ``fast_path='off'``: the plain formulation, without deploy folding),
 ``hire_s_reference`` (the straightforward formulation), ``hire_s_compiled`` (hire_s under
 ``torch.compile(dynamic=True)``: one graph for every size; inference in deploy form),
-``hire_s_nchw`` (deploy form with ``fast_path='off'``: exported, its stages stay NCHW instead
-of the channels-last export form), and
+``hire_s_nchw`` (deploy form with ``fast_path='off'`` and ``export_layout='nchw'``: exported,
+its stages stay NCHW instead of the channels-last export form), and
 mmpretrain's ``resnet50``, ``swin_t``, ``convnext_t``, ``poolformer_s24``. Every model is a
 whole ImageNet classifier: backbone, global average pooling and a 1000-way linear layer.
 
@@ -72,11 +72,13 @@ class Classifier(nn.Module):
         return self.head(feat)
 
 
-def _hire(arch: str, fast_path: str = 'auto') -> Callable[[], nn.Module]:
+def _hire(arch: str, **settings) -> Callable[[], nn.Module]:
+    """A HireMLP classifier with the backbone's ``settings`` (``fast_path``,
+    ``export_layout``)."""
 
     def build():
         from mmhire.models import HireMLP
-        backbone = HireMLP(arch, fast_path=fast_path)
+        backbone = HireMLP(arch, **settings)
         return Classifier(backbone, backbone.channels[-1])
 
     return build
@@ -103,7 +105,7 @@ BUILDERS: Dict[str, Callable[[], nn.Module]] = {
     'hire_s': _hire('small'),
     'hire_b': _hire('base'),
     'hire_s_plain': _hire('small', fast_path='off'),
-    'hire_s_nchw': _hire('small', fast_path='off'),
+    'hire_s_nchw': _hire('small', fast_path='off', export_layout='nchw'),
     'hire_s_compiled': _hire('small'),
     'hire_s_reference': _reference,
     'resnet50': _mmpretrain(dict(type='ResNet', depth=50), 2048),
@@ -134,7 +136,7 @@ class DeployedRunner:
 
     def __init__(self, model: nn.Module, runtime: str, example: torch.Tensor, path: str,
                  threads: int) -> None:
-        from mmhire.apis.export import export_onnx
+        from mmhire.deployment.export import export_onnx
         export_onnx(model, example, path)
         self.runtime, self.path, self.threads = runtime, path, threads
         self.sessions = {}

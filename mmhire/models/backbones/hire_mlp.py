@@ -4,9 +4,9 @@ The model as the paper describes it, in plain PyTorch on the module tree: the re
 (inner-region rearrangement with the cross-region shift), the Hire module, the block, and
 the registered :class:`HireMLP` backbone last. Faster forms of a few steps (the 1x1
 convolution, the region fold, batch chunks in CPU inference) live in
-:mod:`mmhire.models.layers`, each beside its plain form and inside the module it speeds up;
-``fast_path='off'`` runs this file's formulation alone (see
-:mod:`mmhire.models.layers.switch`).
+:mod:`mmhire.models.layers`, each beside its plain form and inside the module it speeds up.
+:meth:`HireMLP.forward` decides once which of them run (:mod:`mmhire.models.layers.plan`);
+``fast_path='off'`` runs this file's formulation alone.
 """
 import copy
 import re
@@ -23,20 +23,24 @@ from mmengine.registry import MODELS
 from torch.nn.modules.batchnorm import _BatchNorm
 
 from mmhire.models.layers import (
+    PLAIN,
+    Plan,
     PointwiseConv2d,
     RegionGathers,
     bn_affine,
-    channels_last,
+    check_export_layout,
     check_mode,
+    current_plan,
+    exports_channels_last,
     fold_into_conv,
     fold_regions,
     fold_regions_last,
-    is_channels_last,
+    make_plan,
     per_channel,
+    runs_channels_last,
     unfold_regions,
     unfold_regions_last,
-    use_channels_last,
-    use_fast_form,
+    use_plan,
 )
 from mmhire.utils.checkpoint import load_pretrained
 
@@ -68,9 +72,11 @@ class RegionMLP(BaseModule):
             Defaults to ``dict(type='BN')``.
         act_cfg (dict): Config of the activation between the MLP layers.
             Defaults to ``dict(type='ReLU')``.
-        fast_path (str): ``'auto'``, ``'on'`` or ``'off'``. Defaults to ``'auto'``.
         init_cfg (dict, optional): Initialization config. Defaults to None.
     """
+
+    #: In a channels-last stage (:mod:`mmhire.models.layers.layout`) ``norm`` gets NCHW maps.
+    channels_last_children = ('norm', )
 
     def __init__(self,
                  channels: int,
@@ -79,7 +85,6 @@ class RegionMLP(BaseModule):
                  axis: str,
                  norm_cfg: dict = dict(type='BN'),
                  act_cfg: dict = dict(type='ReLU'),
-                 fast_path: str = 'auto',
                  init_cfg: Optional[dict] = None) -> None:
         super().__init__(init_cfg=init_cfg)
         if axis not in ('h', 'w'):
@@ -89,18 +94,18 @@ class RegionMLP(BaseModule):
         self.step = step
         self.axis = axis
         self.dim = 2 if axis == 'h' else 3
-        self.fast_path = check_mode(fast_path)
         hidden = channels // 2
         self.fc1 = PointwiseConv2d(channels * region_size, hidden, bias=False,
-                                   fast_path=fast_path, in_fold=region_size)
+                                   in_fold=region_size)
         self.norm = build_norm_layer(norm_cfg, hidden)[1]
         self.act = build_activation_layer(act_cfg)
         self.fc2 = PointwiseConv2d(hidden, channels * region_size, bias=True,
-                                   fast_path=fast_path, out_fold=region_size)
+                                   out_fold=region_size)
         self.gathers = RegionGathers(region_size, step)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if is_channels_last():
+        plan = current_plan()
+        if plan.channels_last:
             # (B, H, W, C): the same steps on the axis before, the fold position-major
             dim = self.dim - 1
             length = x.size(dim)
@@ -108,7 +113,7 @@ class RegionMLP(BaseModule):
             y = self.fc2(self.act(per_channel(self.norm, self.fc1(y))))
             return unfold_regions_last(y, dim, self.region_size, self.step, length)
         length = x.size(self.dim)
-        gather = use_fast_form('region_gather', x, self.fast_path)
+        gather = plan.region_gather
         if gather:
             y = self.gathers.fold(x, self.dim)
         else:
@@ -140,9 +145,11 @@ class HireMixer(BaseModule):
             Defaults to ``dict(type='GELU')``.
         region_act_cfg (dict): Config of the activation inside the region MLPs.
             Defaults to ``dict(type='ReLU')``.
-        fast_path (str): ``'auto'``, ``'on'`` or ``'off'``. Defaults to ``'auto'``.
         init_cfg (dict, optional): Initialization config. Defaults to None.
     """
+
+    #: In a channels-last stage ``reweight`` gets the pooled (B, C, 1, 1) map.
+    channels_last_children = ('reweight', )
 
     def __init__(self,
                  channels: int,
@@ -151,24 +158,21 @@ class HireMixer(BaseModule):
                  norm_cfg: dict = dict(type='BN'),
                  act_cfg: dict = dict(type='GELU'),
                  region_act_cfg: dict = dict(type='ReLU'),
-                 fast_path: str = 'auto',
                  init_cfg: Optional[dict] = None) -> None:
         super().__init__(init_cfg=init_cfg)
         self.channels = channels
-        self.height_mlp = RegionMLP(channels, region_size, step, 'h', norm_cfg, region_act_cfg,
-                                    fast_path)
-        self.width_mlp = RegionMLP(channels, region_size, step, 'w', norm_cfg, region_act_cfg,
-                                   fast_path)
-        self.channel_fc = PointwiseConv2d(channels, channels, bias=True, fast_path=fast_path)
+        self.height_mlp = RegionMLP(channels, region_size, step, 'h', norm_cfg, region_act_cfg)
+        self.width_mlp = RegionMLP(channels, region_size, step, 'w', norm_cfg, region_act_cfg)
+        self.channel_fc = PointwiseConv2d(channels, channels, bias=True)
         self.reweight = Sequential()
         self.reweight.add_module('fc1', nn.Conv2d(channels, channels // 4, 1, bias=True))
         self.reweight.add_module('act', build_activation_layer(act_cfg))
         self.reweight.add_module('fc2', nn.Conv2d(channels // 4, channels * 3, 1, bias=True))
-        self.proj = PointwiseConv2d(channels, channels, bias=True, fast_path=fast_path)
+        self.proj = PointwiseConv2d(channels, channels, bias=True)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         B, C = x.size(0), self.channels
-        last = is_channels_last()
+        last = current_plan().channels_last
         h = self.height_mlp(x)
         w = self.width_mlp(x)
         c = self.channel_fc(x)
@@ -209,9 +213,11 @@ class HireBlock(BaseModule):
             Defaults to ``dict(type='ReLU')``.
         with_cp (bool): Trade compute for memory with gradient checkpointing.
             Defaults to False.
-        fast_path (str): ``'auto'``, ``'on'`` or ``'off'``. Defaults to ``'auto'``.
         init_cfg (dict, optional): Initialization config. Defaults to None.
     """
+
+    #: In a channels-last stage the norms get NCHW maps (through ``per_channel``).
+    channels_last_children = ('norm1', 'norm2')
 
     def __init__(self,
                  channels: int,
@@ -223,20 +229,19 @@ class HireBlock(BaseModule):
                  act_cfg: dict = dict(type='GELU'),
                  region_act_cfg: dict = dict(type='ReLU'),
                  with_cp: bool = False,
-                 fast_path: str = 'auto',
                  init_cfg: Optional[dict] = None) -> None:
         super().__init__(init_cfg=init_cfg)
         self.with_cp = with_cp
         self.step = step
         self.norm1 = build_norm_layer(norm_cfg, channels)[1]
         self.token_mixer = HireMixer(channels, region_size, step, norm_cfg, act_cfg,
-                                     region_act_cfg, fast_path)
+                                     region_act_cfg)
         self.norm2 = build_norm_layer(norm_cfg, channels)[1]
         hidden = int(channels * mlp_ratio)
         self.mlp = Sequential()
-        self.mlp.add_module('fc1', PointwiseConv2d(channels, hidden, fast_path=fast_path))
+        self.mlp.add_module('fc1', PointwiseConv2d(channels, hidden))
         self.mlp.add_module('act', build_activation_layer(act_cfg))
-        self.mlp.add_module('fc2', PointwiseConv2d(hidden, channels, fast_path=fast_path))
+        self.mlp.add_module('fc2', PointwiseConv2d(hidden, channels))
         self.drop_path = DropPath(drop_path_rate) if drop_path_rate > 0 else nn.Identity()
 
     def _inner_forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -256,32 +261,6 @@ class HireBlock(BaseModule):
         self.mlp.fc1 = fold_into_conv(self.mlp.fc1, bn_affine(self.norm2))
         self.norm1 = nn.Identity()
         self.norm2 = nn.Identity()
-
-
-#: Modules that the channels-last export form runs as they are on (B, H, W, C) maps: mmhire's
-#: own, containers, and elementwise activations.
-_CHANNELS_LAST_TYPES = (HireBlock, HireMixer, RegionMLP, PointwiseConv2d, Sequential,
-                        nn.Identity, DropPath, nn.ReLU, nn.ReLU6, nn.GELU, nn.SiLU,
-                        nn.LeakyReLU, nn.Hardswish, nn.Sigmoid, nn.Tanh)
-#: Children that get their inputs in the NCHW layout whatever the form: norm layers (through
-#: :func:`~mmhire.models.layers.per_channel`) and the reweighting MLP, which sees (B, C, 1, 1).
-_NCHW_CHILDREN = ('norm', 'norm1', 'norm2', 'reweight')
-
-
-def runs_channels_last(stage: nn.Module) -> bool:
-    """Whether every module of ``stage`` works on (B, H, W, C) maps: of exactly one of
-    :data:`_CHANNELS_LAST_TYPES`, or inside a child that gets NCHW maps. A stage into which a
-    module of another kind was swapped is exported NCHW, which every module understands."""
-    nchw = []
-    for name, module in stage.named_modules():
-        if any(name.startswith(prefix) for prefix in nchw):
-            continue
-        if name.rpartition('.')[2] in _NCHW_CHILDREN:
-            nchw.append(name + '.')
-            continue
-        if type(module) not in _CHANNELS_LAST_TYPES:
-            return False
-    return True
 
 
 @MODELS.register_module()
@@ -321,12 +300,15 @@ class HireMLP(BaseModule):
             cost of a second forward pass. Defaults to False.
         fast_path (str): ``'auto'`` runs the fast forms of :mod:`mmhire.models.layers` where
             they were measured to win on this kind of CPU, ``'on'`` wherever they apply (CPU
-            inference), ``'off'`` never: the plain formulation on the same parameters. An
-            ONNX export runs the stages channels-last unless the switch is ``'off'``
-            (:mod:`mmhire.models.layers.layout`).
-            :func:`mmhire.models.layers.fast_path` (a context manager) and the
-            ``MMHIRE_FAST_PATH`` environment variable override ``'auto'``.
-            Defaults to ``'auto'``.
+            inference), ``'off'`` never: the plain formulation on the same parameters.
+            :func:`mmhire.models.layers.fast_path` (a context manager) overrides it, and the
+            ``MMHIRE_FAST_PATH`` environment variable decides ``'auto'``
+            (:mod:`mmhire.models.layers.plan`). Defaults to ``'auto'``.
+        export_layout (str): The layout of the stages in an ONNX export (either exporter):
+            ``'channels_last'``, whose 1x1 convolutions are matrix products on (B, H, W, C)
+            maps, or ``'nchw'``, the plain layout (:mod:`mmhire.models.layers.layout`).
+            Eager PyTorch and ``torch.compile`` always run NCHW.
+            Defaults to ``'channels_last'``.
         init_cfg (dict | list[dict], optional): Initialization config. Defaults to truncated
             normal (std 0.02) weights and zero biases for convolutions and linear layers, and
             weight 1, bias 0 for norm layers.
@@ -377,6 +359,7 @@ class HireMLP(BaseModule):
                  conv_act_cfg: dict = dict(type='ReLU'),
                  with_cp: bool = False,
                  fast_path: str = 'auto',
+                 export_layout: str = 'channels_last',
                  init_cfg: Optional[Union[dict, List[dict]]] = [
                      dict(type='TruncNormal', layer=['Conv2d', 'Linear'], std=.02, bias=0.),
                      dict(type='Constant', layer=['_BatchNorm', 'GroupNorm', 'LayerNorm'],
@@ -403,6 +386,7 @@ class HireMLP(BaseModule):
         self.deploy = False
         self.with_cp = with_cp
         self.fast_path = check_mode(fast_path)
+        self.export_layout = check_export_layout(export_layout)
 
         total = sum(depths)
         rates = [drop_path_rate * k / max(total - 1, 1) for k in range(total)]
@@ -431,8 +415,7 @@ class HireMLP(BaseModule):
                     norm_cfg=norm_cfg,
                     act_cfg=act_cfg,
                     region_act_cfg=conv_act_cfg,
-                    with_cp=with_cp,
-                    fast_path=fast_path) for j in range(depth)
+                    with_cp=with_cp) for j in range(depth)
             ]
             block_id += depth
             self.stages.append(Sequential(*blocks))
@@ -578,15 +561,22 @@ class HireMLP(BaseModule):
                              f'{MIN_INPUT_SIZE} pixels, got {tuple(x.shape[2:])}; resize or '
                              f'pad the images')
 
+    def plan(self, x: torch.Tensor) -> Plan:
+        """The plan of a forward on ``x``: the layout of the stages and the fast forms that
+        run (:mod:`mmhire.models.layers.plan`), from ``x``, the model's settings and the
+        environment, read once."""
+        return make_plan(x, self.fast_path, exports_channels_last(self.export_layout))
+
     def forward(self, x: torch.Tensor) -> Tuple[torch.Tensor, ...]:
         """Returns the normed outputs of the stages in ``out_indices``, each (B, C_i, H_i, W_i).
 
         ``H_0 = floor((H - 3) / 4) + 1`` after the stem and ``H_{i+1} = ceil(H_i / 2)``.
         """
         self._check_input(x)
+        plan = self.plan(x)
         outs = []
         for i, (down, stage) in enumerate(zip(self.downsample_layers, self.stages)):
-            x = self._run_stage(stage, down(x))
+            x = self._run_stage(stage, down(x), plan)
             # the stages in out_indices, and only those, have an output norm
             norm = getattr(self, f'norm{i}', None)
             if norm is not None:
@@ -598,29 +588,35 @@ class HireMLP(BaseModule):
     #: core's L2 cache, so that a block's intermediate maps stay in cache.
     INFER_CHUNK_ELEMENTS = 2**20
 
-    def _run_stage(self, stage: nn.Module, x: torch.Tensor) -> torch.Tensor:
-        """Runs ``stage`` on ``x``; with the ``batch_chunks`` fast form (CPU inference), a
-        few images at a time.
+    def _run_stage(self, stage: nn.Module, x: torch.Tensor, plan: Plan) -> torch.Tensor:
+        """Runs ``stage`` on ``x`` under ``plan``: channels-last where the plan says so and
+        every module of the stage declares it can (else NCHW); with the ``batch_chunks`` form
+        (CPU inference), a few images at a time.
 
         Inference treats every image on its own (BatchNorm uses its running statistics), so
         splitting the batch changes no number, while the smaller working set cuts the time of
         the memory-bound work on the early, large maps (docs/benchmarks.md). The stage's
         modules run once per chunk. Training mode takes the whole batch.
         """
-        if use_channels_last(self.fast_path) and runs_channels_last(stage):
-            # the channels-last export form (mmhire.models.layers.layout):
-            # (B, C, H, W) -> (B, H, W, C) -> the stage -> (B, C, H, W)
-            with channels_last():
-                return stage(x.permute(0, 2, 3, 1)).permute(0, 3, 1, 2)
-        # Eager CPU inference only: nothing here is read from the size of a traced or
-        # compiled input, whose graph stays the same for every size.
-        if stage.training or not use_fast_form('batch_chunks', x, self.fast_path):
-            return stage(x)
-        per_image = x.numel() // max(x.size(0), 1)
-        chunk = max(1, self.INFER_CHUNK_ELEMENTS // max(per_image, 1))
-        if chunk >= x.size(0):
-            return stage(x)
-        return torch.cat([stage(part) for part in x.split(chunk)])
+        if plan.channels_last:
+            if runs_channels_last(stage):
+                # the channels-last export form (mmhire.models.layers.layout):
+                # (B, C, H, W) -> (B, H, W, C) -> the stage -> (B, C, H, W)
+                with use_plan(plan):
+                    return stage(x.permute(0, 2, 3, 1)).permute(0, 3, 1, 2)
+            plan = plan.replace(channels_last=False)
+        if plan is PLAIN and current_plan() is PLAIN:
+            return stage(x)  # what torch.compile traces: no plan to enter
+        with use_plan(plan):
+            # Eager CPU inference only: nothing here is read from the size of a traced or
+            # compiled input, whose graph stays the same for every size.
+            if stage.training or not plan.batch_chunks:
+                return stage(x)
+            per_image = x.numel() // max(x.size(0), 1)
+            chunk = max(1, self.INFER_CHUNK_ELEMENTS // max(per_image, 1))
+            if chunk >= x.size(0):
+                return stage(x)
+            return torch.cat([stage(part) for part in x.split(chunk)])
 
     def switch_to_deploy(self) -> 'HireMLP':
         """Turns the backbone into its inference form: every BatchNorm except the output

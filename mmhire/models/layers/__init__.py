@@ -1,7 +1,25 @@
 """The layers behind :class:`~mmhire.models.HireMLP`'s fast forms, each beside the plain
-form it replaces, and the one switch between them (:mod:`.switch`)."""
+form it replaces, and the plan that chooses between them once per forward (:mod:`.plan`)."""
 from .deploy import bn_affine, fold_into_conv
-from .layout import channels_last, is_channels_last, per_channel, use_channels_last
+from .layout import (
+    EXPORT_LAYOUTS,
+    check_export_layout,
+    exports_channels_last,
+    per_channel,
+    runs_channels_last,
+)
+from .plan import (
+    FORMS,
+    MODES,
+    PLAIN,
+    Plan,
+    check_mode,
+    cpu_vendor,
+    current_plan,
+    fast_path,
+    make_plan,
+    use_plan,
+)
 from .pointwise import PointwiseConv2d, pointwise_bmm, position_major
 from .region import (
     RegionGathers,
@@ -12,12 +30,11 @@ from .region import (
     unfold_regions,
     unfold_regions_last,
 )
-from .switch import FORMS, MODES, check_mode, cpu_vendor, fast_path, use_fast_form
 
 __all__ = [
-    'FORMS', 'MODES', 'PointwiseConv2d', 'RegionGathers', 'bn_affine', 'channels_last',
-    'check_mode', 'cpu_vendor', 'fast_path', 'fold_index', 'fold_into_conv', 'fold_regions',
-    'fold_regions_last', 'is_channels_last', 'per_channel', 'pointwise_bmm', 'position_major',
-    'unfold_index', 'unfold_regions', 'unfold_regions_last', 'use_channels_last',
-    'use_fast_form'
+    'EXPORT_LAYOUTS', 'FORMS', 'MODES', 'PLAIN', 'Plan', 'PointwiseConv2d', 'RegionGathers',
+    'bn_affine', 'check_export_layout', 'check_mode', 'cpu_vendor', 'current_plan',
+    'exports_channels_last', 'fast_path', 'fold_index', 'fold_into_conv', 'fold_regions',
+    'fold_regions_last', 'make_plan', 'per_channel', 'pointwise_bmm', 'position_major',
+    'runs_channels_last', 'unfold_index', 'unfold_regions', 'unfold_regions_last', 'use_plan'
 ]

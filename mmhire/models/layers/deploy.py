@@ -46,9 +46,8 @@ def fold_into_conv(conv: nn.Conv2d, in_affine: Optional[Affine] = None,
         bias = bias * scale + shift
     if isinstance(conv, PointwiseConv2d):
         fused = PointwiseConv2d(conv.in_channels, conv.out_channels, bias=True,
-                                fast_path=conv.fast_path, in_fold=conv.in_fold,
-                                out_fold=conv.out_fold, device=weight.device,
-                                dtype=weight.dtype)
+                                in_fold=conv.in_fold, out_fold=conv.out_fold,
+                                device=weight.device, dtype=weight.dtype)
     else:
         fused = nn.Conv2d(conv.in_channels, conv.out_channels, conv.kernel_size, conv.stride,
                           conv.padding, conv.dilation, conv.groups, bias=True,

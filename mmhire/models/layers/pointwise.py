@@ -12,8 +12,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from .layout import is_channels_last
-from .switch import use_fast_form
+from .plan import current_plan
 
 
 def pointwise_bmm(x: torch.Tensor, weight: torch.Tensor,
@@ -43,31 +42,30 @@ def position_major(weight: torch.Tensor, positions: int, dim: int) -> torch.Tens
 
 class PointwiseConv2d(nn.Conv2d):
     """``nn.Conv2d(in_channels, out_channels, 1)`` whose forward takes the fast form
-    :func:`pointwise_bmm` where the fast-path switch allows it (same parameters and state
-    dict either way), and a matrix product on the last axis for the (B, H, W, C) maps of the
+    :func:`pointwise_bmm` where the plan in force says so (same parameters and state dict
+    either way), and a matrix product on the last axis for the (B, H, W, C) maps of the
     channels-last export form (:mod:`.layout`).
 
     Args:
         in_channels (int): Input channels.
         out_channels (int): Output channels.
         bias (bool): Whether the convolution has a bias. Defaults to True.
-        fast_path (str): ``'auto'``, ``'on'`` or ``'off'``; see
-            :mod:`mmhire.models.layers.switch`. Defaults to ``'auto'``.
         in_fold (int): Region positions folded into the input channels (channel ``c * p +
             k`` holds position ``k`` of channel ``c``), which the channels-last form orders
             position-major. Defaults to 1 (none).
         out_fold (int): The same for the output channels. Defaults to 1.
     """
 
+    #: Works on (B, H, W, C) maps as it is (:func:`.layout.runs_channels_last`).
+    channels_last_children = ()
+
     def __init__(self, in_channels: int, out_channels: int, bias: bool = True,
-                 fast_path: str = 'auto', in_fold: int = 1, out_fold: int = 1,
-                 **kwargs) -> None:
+                 in_fold: int = 1, out_fold: int = 1, **kwargs) -> None:
         super().__init__(in_channels, out_channels, 1, bias=bias, **kwargs)
         if in_channels % in_fold or out_channels % out_fold:
             raise ValueError(f'PointwiseConv2d: in_fold={in_fold} and out_fold={out_fold} '
                              f'must divide in_channels={in_channels} and '
                              f'out_channels={out_channels}')
-        self.fast_path = fast_path
         self.in_fold = in_fold
         self.out_fold = out_fold
 
@@ -80,9 +78,10 @@ class PointwiseConv2d(nn.Conv2d):
         return weight, bias
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if is_channels_last():
+        plan = current_plan()
+        if plan.channels_last:
             # (B, H, W, C_in) -> (B, H, W, C_out)
             return F.linear(x, *self.channels_last_params())
-        if use_fast_form('pointwise_bmm', x, self.fast_path):
+        if plan.pointwise_bmm:
             return pointwise_bmm(x, self.weight, self.bias)
         return super().forward(x)

@@ -1,7 +1,9 @@
 """The fast forms of mmhire.models.layers against their plain forms, layer by layer and on the
-whole model, and the switch between them; every module runs on every path."""
+whole model, and the plan that chooses between them once per forward; every module runs on
+every path."""
 import copy
 import io
+import os
 
 import pytest
 import torch
@@ -12,13 +14,17 @@ from mmhire.models import HireMLP
 from mmhire.models.backbones.hire_mlp import HireBlock, RegionMLP
 from mmhire.models.layers import (
     FORMS,
+    PLAIN,
+    Plan,
     PointwiseConv2d,
     RegionGathers,
+    current_plan,
     fast_path,
     fold_regions,
-    switch,
+    make_plan,
+    plan,
     unfold_regions,
-    use_fast_form,
+    use_plan,
 )
 from mmhire.utils.compat import torchscript_export_kwargs
 
@@ -27,8 +33,17 @@ def randomize_bn_(model, seed=0):
     return randomize_bn(model, torch.Generator().manual_seed(seed))
 
 
+#: Every fast form: what a module on its own runs when told to
+FAST = Plan(region_gather=True, pointwise_bmm=True, batch_chunks=True)
+
+
 def run(module, x, mode):
-    with fast_path(mode), torch.no_grad():
+    """Inference with ``fast_path=mode``: a HireMLP makes its plan from it; a module used on
+    its own is told the plan (every fast form for 'on', the plain form for 'off')."""
+    if isinstance(module, HireMLP):
+        with fast_path(mode), torch.no_grad():
+            return module(x)
+    with use_plan(FAST if mode == 'on' else PLAIN), torch.no_grad():
         return module(x)
 
 
@@ -43,37 +58,91 @@ class TestSwitch:
                 pass
         monkeypatch.setenv('MMHIRE_FAST_PATH', '1')
         with pytest.raises(ValueError, match="MMHIRE_FAST_PATH='1': choose one of"):
-            use_fast_form('region_gather', torch.zeros(1))
+            make_plan(torch.zeros(1))
 
     def test_precedence(self, monkeypatch):
         monkeypatch.setenv('MMHIRE_FAST_PATH', 'off')
-        assert switch.resolve('auto') == 'off'      # the environment decides 'auto'
-        assert switch.resolve('on') == 'on'         # a module's own setting beats it
+        assert plan.resolve('auto') == 'off'      # the environment decides 'auto'
+        assert plan.resolve('on') == 'on'         # the model's own setting beats it
         with fast_path('auto'):
-            assert switch.resolve('on') == 'auto'   # the context manager beats both
+            assert plan.resolve('on') == 'auto'   # the context manager beats both
         monkeypatch.delenv('MMHIRE_FAST_PATH')
-        assert switch.resolve('auto') == 'auto'
+        assert plan.resolve('auto') == 'auto'
 
     @pytest.mark.parametrize('vendor', ['intel', 'amd', 'other'])
     def test_auto_follows_the_measured_table(self, monkeypatch, vendor):
-        monkeypatch.setattr(switch, 'cpu_vendor', lambda: vendor)
+        monkeypatch.setattr(plan, 'cpu_vendor', lambda: vendor)
         x = torch.zeros(1, 2, 3, 4)
         checked = 0
         with torch.no_grad():
+            auto, on, off = (make_plan(x, mode) for mode in ('auto', 'on', 'off'))
             for form, vendors in FORMS.items():
-                assert use_fast_form(form, x, 'auto') == (vendor in vendors)
-                assert use_fast_form(form, x, 'on') and not use_fast_form(form, x, 'off')
+                assert getattr(auto, form) == (vendor in vendors)
+                assert getattr(on, form) and not getattr(off, form)
                 checked += 1
         assert checked == len(FORMS) == 3
+        assert off is PLAIN
 
     def test_fast_forms_serve_cpu_inference_only(self):
         x = torch.zeros(1, 2, 3, 4)
         with torch.no_grad():
-            assert use_fast_form('region_gather', x, 'on')
-            assert not use_fast_form('region_gather', x.half(), 'on')
+            assert make_plan(x, 'on').region_gather
+            assert make_plan(x.half(), 'on') is PLAIN
             with torch.autocast('cpu', dtype=torch.bfloat16):
-                assert not use_fast_form('region_gather', x, 'on')
-        assert not use_fast_form('region_gather', x, 'on')  # autograd on: training
+                assert make_plan(x, 'on') is PLAIN
+        assert make_plan(x, 'on') is PLAIN  # autograd on: training
+
+
+class CountingEnviron(dict):
+    """``os.environ`` that counts the reads of one variable."""
+
+    def __init__(self, environ, name):
+        super().__init__(environ)
+        self.name, self.reads = name, 0
+
+    def get(self, key, default=None):
+        self.reads += key == self.name
+        return super().get(key, default)
+
+    def __getitem__(self, key):
+        self.reads += key == self.name
+        return super().__getitem__(key)
+
+
+class TestPlan:
+
+    def test_one_decision_per_forward(self, monkeypatch):
+        """The environment variable is read at most once per forward, and every module of a
+        stage reads the one plan that the forward made."""
+        model = small_model().eval()
+        environ = CountingEnviron(os.environ, 'MMHIRE_FAST_PATH')
+        monkeypatch.setattr(os, 'environ', environ)
+        plans = []
+        for module in model.stages.modules():
+            module.register_forward_pre_hook(lambda m, args: plans.append(current_plan()))
+        for mode, reads in (('auto', 1), ('on', 0), ('off', 0)):
+            plans.clear()
+            environ.reads = 0
+            model.fast_path = mode
+            with torch.no_grad():
+                model(torch.randn(2, 3, 64, 64))
+            assert environ.reads == reads, mode
+            assert len(plans) > 50 and len(set(map(id, plans))) == 1, mode
+        assert plans[0] is PLAIN  # 'off' set after construction reaches every module
+        environ.reads = 0
+        with fast_path('on'), torch.no_grad():  # the context manager decides: no read
+            model(torch.randn(2, 3, 64, 64))
+        assert environ.reads == 0
+
+    def test_a_module_on_its_own_runs_the_plain_form_unless_told(self):
+        mlp = RegionMLP(6, 3, 1, 'h').eval()
+        seen = []
+        mlp.fc1.register_forward_pre_hook(lambda m, args: seen.append(current_plan()))
+        with fast_path('on'), torch.no_grad():
+            mlp(torch.randn(1, 6, 5, 5))
+            with use_plan(FAST):
+                mlp(torch.randn(1, 6, 5, 5))
+        assert seen == [PLAIN, FAST] and current_plan() is PLAIN
 
 
 @pytest.mark.parametrize('shape', [(2, 5, 7, 3, 4), (3, 40, 30, 1, 2)])

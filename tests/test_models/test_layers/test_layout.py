@@ -11,16 +11,18 @@ from reference_hire_mlp import randomize_bn_ as randomize_bn
 
 from mmhire.deployment.export import dynamo_exporter_available, export_onnx, onnx_session
 from mmhire.models import HireMLP
-from mmhire.models.backbones.hire_mlp import runs_channels_last
 from mmhire.models.layers import (
+    PLAIN,
+    Plan,
     PointwiseConv2d,
-    channels_last,
-    fast_path,
+    current_plan,
+    exports_channels_last,
     fold_regions,
     fold_regions_last,
-    is_channels_last,
+    make_plan,
+    runs_channels_last,
     unfold_regions_last,
-    use_channels_last,
+    use_plan,
 )
 from mmhire.utils.compat import torchscript_export_kwargs
 
@@ -35,6 +37,10 @@ def position_major(x: torch.Tensor, positions: int) -> torch.Tensor:
     """(B, C*p, H, W) with channel c*p + k -> (B, p*C, H, W) with channel k*C + c."""
     B, Cp, H, W = x.shape
     return x.reshape(B, Cp // positions, positions, H, W).transpose(1, 2).reshape(B, Cp, H, W)
+
+
+#: The plan of a channels-last stage
+LAST = Plan(channels_last=True)
 
 
 def to_last(x):
@@ -68,12 +74,11 @@ def test_pointwise_channels_last_equals_conv(in_fold, out_fold, bias):
     torch.manual_seed(0)
     conv = PointwiseConv2d(6, 12, bias=bias, in_fold=in_fold, out_fold=out_fold).double()
     x = torch.randn(2, 6, 5, 7, dtype=torch.float64)
-    with fast_path('off'):
-        expected = conv(x)
-    with channels_last():
-        assert is_channels_last()
+    expected = conv(x)
+    with use_plan(LAST):
+        assert current_plan().channels_last
         got = conv(to_last(position_major(x, in_fold)))
-    assert not is_channels_last()
+    assert current_plan() is PLAIN
     torch.testing.assert_close(to_first(got), position_major(expected, out_fold), rtol=1e-12,
                                atol=1e-12)
     with pytest.raises(ValueError, match='in_fold=4 and out_fold=1 must divide'):
@@ -92,30 +97,34 @@ def test_every_stage_gives_the_nchw_numbers_channels_last(deploy):
     if deploy:
         model.switch_to_deploy()
     x = torch.randn(2, 3, 97, 75, dtype=torch.float64, generator=torch.Generator().manual_seed(1))
-    with torch.no_grad(), fast_path('off'):
+    with torch.no_grad():
         for down, stage in zip(model.downsample_layers, model.stages):
             x = down(x)
             expected = stage(x)
-            with channels_last():
+            with use_plan(LAST):
                 got = to_first(stage(to_last(x)))
             torch.testing.assert_close(got, expected, rtol=1e-10, atol=1e-10)
             x = expected
 
 
 def test_only_onnx_export_runs_channels_last():
-    assert not use_channels_last('auto') and not use_channels_last('on')
+    """The export layout is its own setting: ``fast_path='off'`` (the eager forms) leaves it
+    as it is, and ``export_layout='nchw'`` exports the plain layout."""
+    assert not exports_channels_last('channels_last') and not exports_channels_last('nchw')
     seen = []
 
     class Probe(nn.Module):
 
         def forward(self, x):
-            seen.append((use_channels_last('auto'), use_channels_last('off')))
+            seen.append((exports_channels_last('channels_last'), exports_channels_last('nchw'),
+                         make_plan(x, 'off', exports_channels_last('channels_last'))))
             return x + 1
 
     torch.onnx.export(Probe(), (torch.zeros(1), ), io.BytesIO(), **torchscript_export_kwargs())
-    assert seen == [(True, False)]
-    with fast_path('off'):
-        assert not use_channels_last('auto')
+    assert seen == [(True, False, LAST)]
+    with pytest.raises(ValueError, match="export_layout='NHWC': choose one of 'channels_last', "
+                       "'nchw'"):
+        HireMLP('tiny', export_layout='NHWC')
 
 
 class AddOne(nn.Module):
@@ -127,6 +136,26 @@ class AddOne(nn.Module):
 
     def forward(self, x):
         return self.layer(x) + 1
+
+
+class DeclaredAddOne(AddOne):
+    """The same, declaring that it takes either layout and its child does too."""
+
+    channels_last_children = ()
+
+
+def test_channels_last_follows_what_modules_declare():
+    """A stage runs channels-last when each module declares it (or is elementwise); the
+    children a module declares NCHW may be anything; a name alone earns nothing."""
+    stage = tiny().stages[0]
+    assert runs_channels_last(stage)
+    swapped = copy.deepcopy(stage)
+    swapped[0].norm1 = AddOne(swapped[0].norm1)  # declared NCHW by HireBlock: any module
+    assert runs_channels_last(swapped)
+    swapped[0].mlp.act = DeclaredAddOne(swapped[0].mlp.act)
+    assert runs_channels_last(swapped)
+    swapped[0].mlp.norm = AddOne(nn.Identity())  # named like a norm, declared by no one
+    assert not runs_channels_last(swapped)
 
 
 def export(model, x, path, exporter='torchscript'):
@@ -159,8 +188,8 @@ def conv_counts(model):
 def test_exported_stages_run_channels_last_unless_switched_off(tmp_path):
     """In the default export the 1x1 convolutions of the stages are matrix products on
     (B, H, W, C) maps: the only Conv nodes are the downsampling convolutions and the
-    reweighting MLPs' (on pooled (B, C, 1, 1) maps). ``fast_path='off'`` and a stage with a
-    module of another kind export NCHW. Each file serves every size."""
+    reweighting MLPs' (on pooled (B, C, 1, 1) maps). ``export_layout='nchw'`` and a stage with
+    a module of another kind export NCHW. Each file serves every size."""
     model = tiny().float().switch_to_deploy()
     pointwise, others = conv_counts(model)
     x = torch.randn(1, 3, 64, 96)
@@ -169,7 +198,7 @@ def test_exported_stages_run_channels_last_unless_switched_off(tmp_path):
     check_sizes(model, session)
 
     plain = copy.deepcopy(model)
-    plain.fast_path = 'off'
+    plain.export_layout = 'nchw'
     convs, session = export(plain, x, tmp_path / 'off.onnx')
     assert convs == others + pointwise
     check_sizes(plain, session)
