@@ -8,13 +8,25 @@ something is broken (a warning alone leaves it at 0).
 import importlib
 import importlib.metadata
 import importlib.util
+import os
 import re
 import sys
 from dataclasses import dataclass
 from typing import Callable, List, Optional, Tuple
 
 OK, WARN, FAIL = 'ok', 'warn', 'FAIL'
-SETUP = 'run `make setup` (or `bash tools/setup_env.sh`) in the mmhire checkout'
+#: What fixes a broken stack in a user's own environment, by part (the torch stays theirs).
+OWN_ENVIRONMENT_FIXES = {
+    'torch': 'install torch in this environment: 2.1.2 with the prebuilt mmcv 2.1.0 wheels, or '
+             'a newer one with mmcv built from source (docs/install.md)',
+    'mmcv': 'build mmcv 2.1.0 with its ops against this torch, in this environment: `pip '
+            'download --no-deps --no-binary :all: mmcv==2.1.0`, then `MMCV_WITH_OPS=1 pip '
+            'install --no-build-isolation mmcv-2.1.0.tar.gz` (torch >= 2.10 needs its -std=c++17 '
+            'raised to c++20 first; docs/install.md)',
+    'libraries': 'pip install mmdet==3.3.0 mmsegmentation==1.2.2 mmpretrain==1.2.0 ftfy regex '
+                 '(with mmengine 0.10.7 and mmcv 2.1.0, the set CI tests)',
+    'mmhire': 'pip install /path/to/mmhire in this environment',
+}
 LIBRARIES = ('mmdet', 'mmseg', 'mmpretrain')
 # Where each library declares the mmcv and mmengine versions it accepts (in its __init__.py).
 _RANGE_NAMES = {
@@ -23,6 +35,25 @@ _RANGE_NAMES = {
                  r'(?:mmengine_maximum_version|MMENGINE_MAX)'),
 }
 _DISTRIBUTIONS = {'mmdet': 'mmdet', 'mmseg': 'mmsegmentation', 'mmpretrain': 'mmpretrain'}
+
+
+def checkout_environment() -> Optional[str]:
+    """The mmhire checkout whose own environment (``make setup``'s ``.venv``, ``.venv-floor``,
+    ``.venv-deploy``) runs this Python, or None for an environment of the user's own."""
+    checkout = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    if not os.path.isfile(os.path.join(checkout, 'tools', 'setup_env.sh')):
+        return None
+    prefix = os.path.abspath(sys.prefix)
+    return checkout if prefix.startswith(os.path.join(checkout, '')) else None
+
+
+def setup_fix(part: str) -> str:
+    """The fix for a broken ``part`` (a key of :data:`OWN_ENVIRONMENT_FIXES`): ``make setup``
+    in mmhire's own environments, the steps for that part in the user's own."""
+    checkout = checkout_environment()
+    if checkout is not None:
+        return f'run `make setup` (or `bash tools/setup_env.sh`) in {checkout}'
+    return OWN_ENVIRONMENT_FIXES[part]
 
 
 @dataclass
@@ -81,7 +112,7 @@ def torch_version_finding(version: str, detail: str = '') -> Finding:
     if version_tuple(version)[:2] < MIN_TORCH:
         return Finding(FAIL, 'torch', f'{text}: older than the oldest supported, {minimum}',
                        f'install torch >= {minimum} with an mmcv built for it (torch 2.1.2 '
-                       f'and the prebuilt mmcv 2.1.0 wheels, or {SETUP})')
+                       f'and the prebuilt mmcv 2.1.0 wheels; {setup_fix("torch")})')
     if version_tuple(version) > version_tuple(newest):
         return Finding(WARN, 'torch', f'{text}: newer than the newest torch mmhire was '
                        f'tested with ({newest}); it is expected to work',
@@ -107,7 +138,7 @@ def check_torch() -> List[Finding]:
     try:
         import torch
     except ImportError as err:
-        return [Finding(FAIL, 'torch', f'cannot be imported ({err})', SETUP)]
+        return [Finding(FAIL, 'torch', f'cannot be imported ({err})', setup_fix('torch'))]
     cuda = torch.version.cuda or 'none (CPU build)'
     found = [torch_version_finding(torch.__version__, f'CUDA {cuda}, '
                                    f'GPU available: {torch.cuda.is_available()}')]
@@ -120,7 +151,7 @@ def check_torch() -> List[Finding]:
         found.append(Finding(FAIL, 'torchvision', f'does not work with torch '
                              f'{torch.__version__} ({type(err).__name__}: {err})',
                              f'install the torchvision release made for torch '
-                             f'{torch.__version__}; {SETUP}'))
+                             f'{torch.__version__}; {setup_fix("torch")}'))
     return found
 
 
@@ -130,18 +161,19 @@ def check_mmcv() -> List[Finding]:
         lite = installed_version('mmcv-lite')
         detail = (f'only mmcv-lite {lite} is installed, which has no compiled ops'
                   if lite else 'is not installed')
-        return [Finding(FAIL, 'mmcv', detail, SETUP + ' (it builds mmcv with its ops)')]
+        return [Finding(FAIL, 'mmcv', detail, setup_fix('mmcv'))]
     try:
         importlib.import_module('mmcv._ext')
     except ModuleNotFoundError:
         return [Finding(FAIL, 'mmcv ops', f'mmcv {version} was built without its compiled ops '
                         f'(MMCV_WITH_OPS=0); RoIAlign, NMS and others are missing',
-                        f'pip uninstall mmcv, then {SETUP}')]
+                        f'pip uninstall mmcv, then {setup_fix("mmcv")}')]
     except ImportError as err:  # undefined symbol: built against another torch
         import torch
         return [Finding(FAIL, 'mmcv ops', f'mmcv {version} was compiled against a different '
                         f'torch than the installed {torch.__version__} ({err})',
-                        f'rebuild mmcv for this torch: pip uninstall mmcv, then {SETUP}')]
+                        f'rebuild mmcv for this torch: pip uninstall mmcv, then '
+                        f'{setup_fix("mmcv")}')]
     import torch
     from mmcv.ops import RoIAlign, get_compiling_cuda_version, nms
     try:
@@ -149,18 +181,21 @@ def check_mmcv() -> List[Finding]:
         RoIAlign((2, 2), 1.0)(torch.rand(1, 1, 4, 4), torch.tensor([[0., 0., 0., 3., 3.]]))
     except Exception as err:
         return [Finding(FAIL, 'mmcv ops', f'mmcv {version} ops fail to run ({err})',
-                        f'rebuild mmcv for this torch: pip uninstall mmcv, then {SETUP}')]
+                        f'rebuild mmcv for this torch: pip uninstall mmcv, then '
+                        f'{setup_fix("mmcv")}')]
     compiled_cuda = get_compiling_cuda_version()
     found = [Finding(OK, 'mmcv', f'{version} with compiled ops (CUDA: {compiled_cuda})')]
     if torch.cuda.is_available() and compiled_cuda in ('not available', ''):
         found.append(Finding(WARN, 'mmcv CUDA ops', 'a GPU is available but mmcv was built '
                              'without CUDA, so its ops run on the CPU only',
-                             f'rebuild mmcv with FORCE_CUDA=1 on a machine with nvcc: {SETUP}'))
+                             f'rebuild mmcv with FORCE_CUDA=1 on a machine with nvcc: '
+                             f'{setup_fix("mmcv")}'))
     elif torch.version.cuda and compiled_cuda not in ('not available', '') and \
             compiled_cuda.split('.')[0] != torch.version.cuda.split('.')[0]:
         found.append(Finding(FAIL, 'mmcv CUDA ops', f'mmcv was compiled with CUDA '
                              f'{compiled_cuda}, torch uses CUDA {torch.version.cuda}',
-                             f'rebuild mmcv for this torch: pip uninstall mmcv, then {SETUP}'))
+                             f'rebuild mmcv for this torch: pip uninstall mmcv, then '
+                             f'{setup_fix("mmcv")}'))
     return found
 
 
@@ -171,7 +206,7 @@ def check_versions(version_of: Callable[[str], Optional[str]] = installed_versio
         version = version_of(_DISTRIBUTIONS[library])
         if version is None:
             found.append(Finding(WARN, library, 'is not installed; its configs cannot run',
-                                 SETUP))
+                                 setup_fix('libraries')))
             continue
         problems = []
         for dependency, (low, high) in accepted_ranges(library).items():
@@ -182,8 +217,8 @@ def check_versions(version_of: Callable[[str], Optional[str]] = installed_versio
                 problems.append(f'{dependency} {have} is outside >={low}, <{high}')
         if problems:
             found.append(Finding(FAIL, library, f'{version}: ' + '; '.join(problems),
-                                 f'install versions inside those ranges; {SETUP} installs a '
-                                 f'set that fits all three libraries'))
+                                 f'install versions inside those ranges: '
+                                 f'{setup_fix("libraries")}'))
         else:
             found.append(Finding(OK, library, f'{version}, mmcv and mmengine in its range'))
     return found
@@ -196,7 +231,7 @@ def check_registry() -> List[Finding]:
         import mmhire
     except Exception as err:
         return [Finding(FAIL, 'mmhire', f'cannot be imported ({type(err).__name__}: {err})',
-                        f'pip install -e . in the mmhire checkout, or {SETUP}')]
+                        setup_fix('mmhire'))]
     scopes = [('mmengine', MODELS)]
     for library in LIBRARIES:
         try:
@@ -243,7 +278,7 @@ def run(checks=CHECKS, out=sys.stdout) -> int:
         except Exception as err:
             results = [Finding(FAIL, check.__name__[len('check_'):],
                                f'the check itself failed ({type(err).__name__}: {err})',
-                               SETUP)]
+                               setup_fix('mmhire'))]
         for finding in results:
             print(finding, file=out)
         findings += results

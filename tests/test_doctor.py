@@ -48,7 +48,21 @@ def test_mmcv_without_ops(monkeypatch):
     monkeypatch.setitem(sys.modules, 'mmcv._ext', None)
     (finding, ) = doctor.check_mmcv()
     assert finding.status == doctor.FAIL and 'without its compiled ops' in finding.detail
-    assert 'setup_env.sh' in finding.fix
+    assert 'setup_env.sh' in finding.fix  # the tests run in the checkout's own environment
+
+
+def test_fixes_in_a_users_own_environment(monkeypatch):
+    """Outside the checkout's environments the fixes are steps in that environment, not
+    `make setup` in a checkout the user may not have."""
+    assert doctor.checkout_environment() is not None
+    monkeypatch.setattr(doctor.sys, 'prefix', '/opt/conda/envs/my-project')
+    assert doctor.checkout_environment() is None
+    monkeypatch.setitem(sys.modules, 'mmcv._ext', None)
+    (finding, ) = doctor.check_mmcv()
+    assert 'MMCV_WITH_OPS=1' in finding.fix and 'make setup' not in finding.fix
+    versions = {'mmdet': '3.3.0', 'mmpretrain': '1.2.0', 'mmcv': '2.1.0', 'mmengine': '0.10.7'}
+    found = {f.check: f for f in doctor.check_versions(versions.get)}
+    assert 'pip install mmdet==3.3.0 mmsegmentation==1.2.2' in found['mmseg'].fix
 
 
 def test_mmcv_built_for_another_torch(monkeypatch):

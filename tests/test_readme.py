@@ -1,7 +1,8 @@
-"""The README, read as a user reads it: every command it shows names a tool, option, make
-target, config or file that exists, the settings it states are the configs' and scripts'
-own, and the own-project config it prints is the one the tests train."""
+"""The README and the docs, read as a user reads them: every command they show names a tool,
+option, make target, config or file that exists, the settings they state are the configs' and
+scripts' own, and the own-project config the README prints is the one the tests train."""
 import contextlib
+import glob
 import io
 import itertools
 import os
@@ -16,6 +17,11 @@ from mmhire.models.utils import weights
 
 with open(os.path.join(REPO_ROOT, 'README.md')) as f:
     README = f.read()
+#: The README and every page of docs/, by path relative to the repository.
+PAGES = {'README.md': README}
+for _page in sorted(glob.glob(os.path.join(REPO_ROOT, 'docs', '*.md'))):
+    with open(_page) as f:
+        PAGES[os.path.relpath(_page, REPO_ROOT)] = f.read()
 
 pytestmark = pytest.mark.floor
 
@@ -27,10 +33,10 @@ def expand(text):
     return [''.join(c) for c in itertools.product(*choices)]
 
 
-def shell_commands():
-    """Every command line of the README's bash blocks, continuation lines joined, comments
-    and `[optional ...]` parts removed."""
-    for block in re.findall(r'```bash\n(.*?)```', README, re.S):
+def shell_commands(text=README):
+    """Every command line of the bash blocks of ``text``, continuation lines joined,
+    comments and `[optional ...]` parts removed."""
+    for block in re.findall(r'```bash\n(.*?)```', text, re.S):
         for line in block.replace('\\\n', ' ').splitlines():
             line = re.sub(r'\s#.*$', '', line).strip()
             if line and not line.startswith('#'):
@@ -64,10 +70,11 @@ def command_help(words):
     return None
 
 
-def test_every_command_names_what_exists():
+@pytest.mark.parametrize('page', sorted(PAGES))
+def test_every_command_names_what_exists(page):
     checked = set()
     makefile = open(os.path.join(REPO_ROOT, 'Makefile')).read()
-    for line in shell_commands():
+    for line in shell_commands(PAGES[page]):
         if line.startswith(('sbatch', 'sudo', 'eval', 'pip', 'mim', 'python "$(')):
             continue
         words = words_of(line)
@@ -97,16 +104,36 @@ def test_every_command_names_what_exists():
             if word.startswith('configs/'):
                 assert all(os.path.isfile(os.path.join(REPO_ROOT, p)) for p in expand(word)), \
                     line
-    assert checked == {'make', 'python', 'shell'}
+    if page == 'README.md':
+        assert checked == {'make', 'python', 'shell'}
 
 
-def test_every_path_the_readme_names_exists():
-    paths = set(re.findall(r'`((?:configs|docs|tools|examples|mmhire)/[^`\s]*)`', README))
-    paths |= set(re.findall(r'\]\(((?:docs/)?[A-Za-z_]+\.md|LICENSE)\)', README))
-    assert len(paths) > 15
+@pytest.mark.parametrize('page', sorted(PAGES))
+def test_every_path_a_page_names_exists(page):
+    """Repository paths in backticks, and the pages a page links (relative to its folder)."""
+    text = PAGES[page]
+    # paths of other projects' files (mmdeploy's own tools/deploy.py) and of an installed
+    # package (mmhire/.mim/) are not the checkout's
+    paths = {m.group(1) for m in
+             re.finditer(r'`((?:configs|docs|tools|examples|mmhire|tests)/[^`\s]*)`', text)
+             if 'mmdeploy' not in text[max(0, m.start() - 30):m.start()]
+             and not m.group(1).startswith('mmhire/.mim')}
+    here = os.path.dirname(page)
+    paths |= {os.path.normpath(os.path.join(here, link)) for link in
+              re.findall(r'\]\(((?:docs/)?[A-Za-z_]+\.md|LICENSE)(?:#[\w-]+)?\)', text)}
+    if page == 'README.md':
+        assert len(paths) > 15
     for path in paths:
         for one in expand(path.rstrip('/')):
-            assert os.path.exists(os.path.join(REPO_ROOT, one)), one
+            assert os.path.exists(os.path.join(REPO_ROOT, one)), (page, one)
+
+
+def test_docs_index_lists_every_page():
+    index = PAGES[os.path.join('docs', 'README.md')]
+    pages = [p for p in PAGES if p.startswith('docs') and not p.endswith('README.md')]
+    assert len(pages) >= 9
+    for page in pages:
+        assert f'({os.path.basename(page)})' in index, page
 
 
 def test_slurm_defaults_are_the_scripts():
@@ -150,3 +177,27 @@ def test_own_project_config_is_the_tested_example():
     example = Config.fromfile(os.path.join(REPO_ROOT, 'examples', 'own_project',
                                            'mmdet_mask_rcnn_hire_t.py'))
     assert shown.to_dict() == example.to_dict()
+
+
+def test_data_layout_is_the_configs():
+    """Every annotation file and image folder the main configs read is in the README's data
+    layout, at the path the config gives it."""
+    from mmengine.config import Config
+    block = re.search(r'```text\n(data/.*?)```', README, re.S).group(1)
+    layout = {line.split()[0].rstrip('/') for line in block.splitlines() if line.strip()}
+    found = set()
+    for name in ('mask_rcnn_hire_s_coco.py', 'upernet_hire_s_ade20k.py', 'hire_s_in1k.py'):
+        cfg = Config.fromfile(os.path.join(CONFIG_DIR, name))
+        for loader in ('train_dataloader', 'val_dataloader'):
+            dataset = cfg[loader].dataset
+            root = dataset.data_root
+            paths = [dataset.get('ann_file') or '']
+            prefix = dataset.get('data_prefix') or {}
+            paths += list(prefix.values()) if isinstance(prefix, dict) else [prefix]
+            if dataset.get('split'):  # mmpretrain's ImageNet: <split>/ and meta/<split>.txt
+                paths += [dataset.split, f'meta/{dataset.split}.txt']
+            for path in filter(None, paths):
+                full = os.path.normpath(os.path.join(root, path))
+                assert full in layout, (name, loader, full)
+                found.add(full)
+    assert found == layout

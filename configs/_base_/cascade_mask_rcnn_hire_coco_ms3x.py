@@ -6,7 +6,8 @@
 # The optimiser is Swin's for this recipe (AdamW lr 1e-4, betas (0.9, 0.999), weight decay
 # 0.05, no decay on norm layers): the file's layer-wise learning-rate decay is written for
 # ConvNeXt's layer names and does not apply to HireMLP. On a machine without a GPU,
-# tools/train.py runs the mixed precision as bfloat16 autocast. COCO lives under data/coco.
+# tools/train.py trains in float32 (mixed precision needs a GPU) unless --amp asks for
+# bfloat16 autocast. COCO lives under data/coco.
 _base_ = 'mmdet::convnext/cascade-mask-rcnn_convnext-t-p4-w7_fpn_4conv1fc-giou_amp-ms-crop-3x_coco.py'  # noqa: E501
 custom_imports = dict(imports=['mmhire'], allow_failed_imports=False)
 

@@ -161,9 +161,9 @@ def check_pretrained(cfg: Config) -> None:
         if not isinstance(checkpoint, str) or '://' in checkpoint or osp.exists(checkpoint):
             continue
         raise ConfigError(
-            f'the pretrained backbone checkpoint {checkpoint!r} does not exist. Convert the '
-            f'released ImageNet weights with `python tools/model_converters/'
-            f'hire_mlp_to_mmhire.py hire_mlp_<arch>.pth {checkpoint}`, or train without them '
+            f'the pretrained backbone checkpoint {checkpoint!r} does not exist. Get the '
+            f'released ImageNet weights with `python -m mmhire weights <tiny|small|base> '
+            f'--out {checkpoint}` (run from the folder you launch from), or train without them '
             f'with --cfg-options model.backbone.init_cfg=None')
 
 

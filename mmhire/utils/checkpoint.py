@@ -316,8 +316,8 @@ def load_pretrained(module: torch.nn.Module, cfg: Dict[str, Any]) -> None:
         raise CheckpointError(
             f'{name}: Pretrained checkpoint {path!r} (prefix={prefix!r}) holds none of '
             f'the backbone\'s keys (it has e.g. {sorted(state_dict)[:3]}). A released '
-            f'Hire-MLP file must first be converted with '
-            f'tools/model_converters/hire_mlp_to_mmhire.py; a converted classifier needs '
+            f'Hire-MLP file must first be converted: `python -m mmhire weights <size> --file '
+            f'FILE` (or `python -m mmhire convert SRC DST`); a converted classifier needs '
             f"prefix='backbone.'")
     bad, count = shape_mismatches(module, state_dict)
     if count:
