@@ -88,8 +88,12 @@ def _mmpretrain(cfg: dict, channels: int) -> Callable[[], nn.Module]:
 
     def build():
         import mmpretrain.models  # noqa: F401  (registers the backbones)
+        from mmengine.registry import DefaultScope
         from mmpretrain.registry import MODELS
-        backbone = MODELS.build(cfg)
+
+        # whatever scope the process last set (an mmseg or mmdet model built before)
+        with DefaultScope.overwrite_default_scope('mmpretrain'):
+            backbone = MODELS.build(cfg)
         return Classifier(backbone, channels)
 
     return build
