@@ -107,7 +107,7 @@ class TestPretrainedInit:
 
     def test_unconverted_or_wrong_prefix(self, tmp_path):
         released = self.save(tmp_path, {'network.0.0.norm1.weight': torch.ones(64)})
-        with pytest.raises(CheckpointError, match='hire_mlp_to_mmhire.py'):
+        with pytest.raises(CheckpointError, match='python -m mmhire weights <size> --file'):
             HireMLP('tiny', init_cfg=dict(type='Pretrained', checkpoint=released)).init_weights()
         converted = self.save(tmp_path, {f'backbone.{k}': v for k, v in
                                          HireMLP('tiny').state_dict().items()}, 'c.pth')

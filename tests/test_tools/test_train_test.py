@@ -163,7 +163,7 @@ def test_missing_pretrained_checkpoint(demo_root, monkeypatch, capsys, tmp_path)
         "checkpoint='checkpoints/hire_t_in1k.pth', prefix='backbone.')))\n")
     assert train_tool.main([str(config), '--work-dir', str(tmp_path / 'work')]) == 2
     err = capsys.readouterr().err
-    assert 'checkpoints/hire_t_in1k.pth' in err and 'hire_mlp_to_mmhire.py' in err
+    assert 'checkpoints/hire_t_in1k.pth' in err and 'python -m mmhire weights' in err
     assert 'init_cfg=None' in err
 
 
