@@ -83,19 +83,18 @@ def build_backbone(arch: str, checkpoint=None) -> torch.nn.Module:
 def build_classifier(arch: str, checkpoint=None) -> torch.nn.Module:
     """mmhire's ``hire_<a>_in1k`` classifier, its backbone in deploy form."""
     import mmpretrain.models  # noqa: F401  (registers the classifier parts)
-    from mmengine.config import Config
     from mmengine.runner import load_checkpoint
-    from mmpretrain.registry import MODELS
 
     from mmhire.deployment.export import ClassifierScores
     from mmhire.models import HireMLP
-    from mmhire.utils.paths import resolve_config
+    from mmhire.utils.config import build_model, load_config
     if arch.lower() not in HireMLP.arch_zoo:
         raise ValueError(f'unknown arch {arch!r}; choose one of {sorted(HireMLP.arch_zoo)}')
-    cfg = Config.fromfile(resolve_config(f'hire_{arch.lower()[0]}_in1k'))
+    cfg = load_config(f'hire_{arch.lower()[0]}_in1k')
     cfg.model.backbone.init_cfg = None
     cfg.model.pop('data_preprocessor', None)
-    model = MODELS.build(cfg.model)
+    # in the config's own scope, whatever scope the process set before (an mmseg model)
+    model = build_model(cfg)
     model.init_weights()
     if checkpoint:
         load_checkpoint(model, checkpoint, map_location='cpu', strict=True)
