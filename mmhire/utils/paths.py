@@ -37,14 +37,18 @@ def tool_path(relpath: str) -> str:
 CONFIG_KINDS = ('model', 'deploy')
 
 
+def _config_root(kind: str) -> str:
+    """The folder of mmhire's configs of ``kind``."""
+    if kind not in CONFIG_KINDS:
+        raise ValueError(f'kind={kind!r}: choose one of {CONFIG_KINDS}')
+    return config_dir() if kind == 'model' else osp.join(config_dir(), 'deploy')
+
+
 def list_configs(kind: str = 'model') -> List[str]:
     """mmhire's configs of ``kind``, relative to their folder: the model configs under
     ``configs/`` (``demo/...`` included), or the deploy configs of ``configs/deploy/``."""
-    if kind not in CONFIG_KINDS:
-        raise ValueError(f'kind={kind!r}: choose one of {CONFIG_KINDS}')
-    root = config_dir()
+    root = _config_root(kind)
     if kind == 'deploy':
-        root = osp.join(root, 'deploy')
         return sorted(name for name in os.listdir(root) if name.endswith('.py')) \
             if osp.isdir(root) else []
     return sorted(
@@ -62,7 +66,7 @@ def resolve_config(name: str, kind: str = 'model') -> str:
         return name
     try:
         known = list_configs(kind)
-        root = config_dir() if kind == 'model' else osp.join(config_dir(), 'deploy')
+        root = _config_root(kind)
     except FileNotFoundError:
         known, root = [], None
     wanted = name if name.endswith('.py') else name + '.py'
