@@ -81,7 +81,7 @@ mkdir -p "$wheelhouse"
 wheel=$(ls "$wheelhouse"/mmcv-"$MMCV_VERSION"-*.whl 2>/dev/null | head -n 1 || true)
 
 if [ -z "$wheel" ]; then
-    log "compiling mmcv $MMCV_VERSION ops ($flavor) for torch $torch_version; about 4 minutes on a 2-core Intel Xeon, longer on older CPUs"
+    log "compiling mmcv $MMCV_VERSION ops ($flavor) for torch $torch_version; about 3 minutes on a 2-core AMD EPYC (Zen 4), longer on older CPUs"
     work=$(mktemp -d)
     trap 'rm -rf "$work"' EXIT
     "$PY" -m pip download --disable-pip-version-check --no-deps --no-binary :all: \
@@ -98,6 +98,13 @@ if [ -z "$wheel" ]; then
     # The interpreter's CFLAGS carry -g: debug information for 77 template-heavy objects
     # nobody debugs. -g0 (last, so it wins) keeps the same code, optimisation and ops.
     export CFLAGS="${CFLAGS:-} -g0" CXXFLAGS="${CXXFLAGS:-} -g0"
+    # Most of mmcv's sources start by including one header that pulls in torch's; parsing it is
+    # most of each compile. The compiler front precompiles it once with the same flags.
+    pch_header="$src/mmcv/ops/csrc/common/pytorch_cpp_helper.hpp"
+    if [ -f "$pch_header" ] && command -v flock >/dev/null; then
+        export MMHIRE_REAL_CXX="${CXX:-c++}" CXX="$ROOT/tools/misc/cxx_with_pch.sh"
+        export MMHIRE_PCH_HEADER="$pch_header" MMHIRE_PCH_DIR="$work/pch"
+    fi
     [ "$with_cuda" = "1" ] && export FORCE_CUDA=1
     "$PY" -m pip wheel --disable-pip-version-check --no-deps --no-build-isolation \
         --no-cache-dir "$src" -w "$work/out"
