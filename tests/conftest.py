@@ -1,3 +1,4 @@
+import importlib.metadata
 import importlib.util
 import os
 
@@ -5,6 +6,16 @@ import pytest
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CONFIG_DIR = os.path.join(REPO_ROOT, 'configs')
+
+# torch.compile's inductor caches what it compiled, keyed by the graph, its own settings and
+# torch's version, under /tmp by default. Kept beside the compiled mmcv instead (the cache of
+# tools/setup_env.sh), a later run of the suite compiles only graphs that changed; the tools'
+# subprocesses inherit the setting. One folder per torch version; TORCHINDUCTOR_CACHE_DIR set
+# by the caller wins.
+os.environ.setdefault('TORCHINDUCTOR_CACHE_DIR', os.path.join(
+    os.environ.get('MMHIRE_CACHE') or os.path.join(
+        os.environ.get('XDG_CACHE_HOME') or os.path.expanduser('~/.cache'), 'mmhire'),
+    'inductor', 'torch-' + importlib.metadata.version('torch')))
 
 
 def load_tool(relpath):
