@@ -48,11 +48,9 @@ def compile_all(project, out, env):
     return objects
 
 
-def front_env(project, **extra):
-    env = dict(os.environ, MMHIRE_REAL_CXX=CXX, MMHIRE_PCH_DIR=str(project / 'pch'),
-               MMHIRE_PCH_HEADER=str(project / 'common' / 'helper.hpp'))
-    env.update(extra)
-    return env
+def front_env(project):
+    return dict(os.environ, MMHIRE_REAL_CXX=CXX, MMHIRE_PCH_DIR=str(project / 'pch'),
+                MMHIRE_PCH_HEADER=str(project / 'common' / 'helper.hpp'))
 
 
 def test_precompiles_once_and_builds_the_same_objects(project):
@@ -109,7 +107,8 @@ def test_without_its_settings_it_is_the_plain_compiler(project):
 
 
 def _code(obj):
-    """An object's machine code and data, without what names the build (paths, notes)."""
+    """An object's disassembled instructions, without the addresses and bytes that name
+    where they lie."""
     dump = subprocess.run(['objdump', '-d', obj], capture_output=True,
                           text=True, check=True).stdout
     return [line.split('\t', 2)[-1] for line in dump.splitlines()[3:] if '\t' in line]
