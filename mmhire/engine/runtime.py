@@ -199,9 +199,9 @@ def _set_precision(optim_wrapper: dict, amp: bool) -> None:
     """``--amp``: float16 with loss scaling where a GPU is, bfloat16 autocast on the CPU.
 
     A config that asks for ``AmpOptimWrapper`` itself (the Cascade Mask R-CNN 3x recipe) keeps
-    it on GPUs. Without one, mmengine refuses to build it, and bfloat16 autocast is not an
-    option for such a config either (mmcv's CPU NMS takes float32 boxes only), so that run
-    trains in float32 and says so; ``--amp`` still asks for bfloat16 explicitly.
+    it on GPUs. Without one, mmengine refuses to build it, so that run trains in float32 and
+    says so; ``--amp`` asks for bfloat16 explicitly (:class:`CPUBF16OptimWrapper`: the backbone
+    and neck in bfloat16, the heads in float32).
     """
     asked_by_config = optim_wrapper.get('type') in _AMP_WRAPPERS
     if torch.cuda.is_available():

@@ -140,6 +140,50 @@ def test_amp_on_cpu_uses_bf16_autocast(demo_root, monkeypatch, tmp_path):
     assert 'CPUBF16OptimWrapper' in text
 
 
+def test_amp_on_cpu_trains_a_detector(demo_root, monkeypatch, tmp_path):
+    """Mask R-CNN with --amp on the CPU: the backbone and neck in bfloat16, the heads (whose
+    NMS and RoIAlign take float32 only) in float32."""
+    monkeypatch.chdir(demo_root)
+    assert run_train(DET, tmp_path / 'work', '--amp') == 0
+    assert os.path.exists(tmp_path / 'work' / 'epoch_1.pth')
+
+
+def test_cpu_bf16_wrapper_runs_the_features_in_bf16_and_the_heads_in_float32():
+    import torch
+    import torch.nn as nn
+
+    from mmhire.engine import CPUBF16OptimWrapper
+    from mmhire.models import HireMLP
+
+    class Detector(nn.Module):
+
+        def __init__(self):
+            super().__init__()
+            self.backbone = HireMLP('tiny', out_indices=(0, 1, 2, 3))
+            self.neck = nn.Sequential(nn.Conv2d(512, 8, 1))
+            self.head = nn.Conv2d(8, 2, 1)
+
+        def forward(self, x):
+            return self.head(self.neck(self.backbone(x)[-1]))
+
+    model = Detector()
+    seen = {}
+    for name in ('backbone.stages.0.0.mlp.fc1', 'neck.0', 'neck', 'head'):
+        model.get_submodule(name).register_forward_hook(
+            lambda m, i, o, name=name: seen.__setitem__(name, (i[0].dtype, o.dtype)))
+    wrapper = CPUBF16OptimWrapper(torch.optim.SGD(model.parameters(), lr=0.1))
+    with wrapper.optim_context(model):
+        out = model(torch.randn(1, 3, 64, 64))
+    assert seen['backbone.stages.0.0.mlp.fc1'][1] == torch.bfloat16
+    assert seen['neck.0'][1] == torch.bfloat16
+    assert seen['neck'] == (torch.float32, torch.float32)  # what the backbone gives, and takes
+    assert seen['head'] == (torch.float32, torch.float32) and out.dtype == torch.float32
+    # the forwards are restored: outside the context everything is float32 again
+    assert 'forward' not in model.backbone.__dict__ and 'forward' not in model.neck.__dict__
+    model(torch.randn(1, 3, 64, 64))
+    assert seen['neck.0'][1] == torch.float32
+
+
 @pytest.mark.parametrize('config,folder', [
     ('mask_rcnn_hire_t_coco.py', 'data/coco/'),
     ('upernet_hire_t_ade20k.py', 'data/ade/ADEChallengeData2016'),
