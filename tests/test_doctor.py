@@ -117,3 +117,31 @@ def test_missing_pkg_resources_is_named(monkeypatch):
     finding, = doctor.check_setuptools()
     assert finding.status == doctor.FAIL
     assert "mmdet::" in finding.detail and "setuptools<81" in finding.fix
+
+
+@pytest.mark.parametrize('version,words', [
+    (None, 'none is installed'), ('1.7.2', 'mmcv 1.7.2 is installed'),
+    ('2.2.0', 'mmcv 2.2.0 is installed')])
+def test_import_needs_a_supported_mmcv(version, words):
+    """pip does not install mmcv for mmhire; `import mmhire` stops with the range and the
+    command where mmcv is missing or outside it, and accepts mmcv-lite (no ops)."""
+    fake = ("import sys, types\n"
+            "sys.modules['mmcv'] = None\n" if version is None else
+            "import sys, types\n"
+            f"m = types.ModuleType('mmcv'); m.__version__ = {version!r}\n"
+            "sys.modules['mmcv'] = m\n")
+    result = subprocess.run([sys.executable, '-c', fake + 'import mmhire'],
+                            capture_output=True, text=True)
+    assert result.returncode != 0
+    assert 'mmhire needs mmcv >= 2.0.0rc4, < 2.2.0' in result.stderr
+    assert words in result.stderr and 'mmcv-lite==2.1.0' in result.stderr
+
+
+def test_mmcv_lite_is_enough_to_import():
+    """mmcv-lite reports mmcv's version and has no `_ext`: mmhire imports and builds."""
+    code = ("import sys; sys.modules['mmcv._ext'] = None\n"
+            "import mmhire, torch\n"
+            "print(len(mmhire.HireMLP('tiny')(torch.zeros(1, 3, 64, 64))))")
+    result = subprocess.run([sys.executable, '-c', code], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == '1'

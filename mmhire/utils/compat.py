@@ -49,6 +49,30 @@ def check_torch() -> None:
             f'it), e.g. torch 2.1.2 with the prebuilt mmcv 2.1.0 wheels')
 
 
+#: The mmcv versions mmhire works with (mmdet 3.x and mmseg 1.x accept the same).
+MMCV_MIN, MMCV_BELOW = '2.0.0rc4', '2.2.0'
+MMCV_FIX = ('`mim install "mmcv>=2.0.0rc4,<2.2.0"` (with its ops, which mmdet and mmseg need; '
+            'docs/install.md for a newer torch) or `pip install mmcv-lite==2.1.0` (the backbone '
+            'and classifiers only)')
+
+
+def check_mmcv() -> None:
+    """Raises ImportError unless an mmcv (or mmcv-lite: the same package without compiled
+    ops) in the supported range is importable. pip does not install mmcv for mmhire, as it
+    does not for mmdet: it must be built for the user's torch, and an install must not
+    replace it."""
+    try:
+        import mmcv
+    except ImportError:
+        raise ImportError(f'mmhire needs mmcv >= {MMCV_MIN}, < {MMCV_BELOW}, and none is '
+                          f'installed: {MMCV_FIX}') from None
+    from mmengine.utils import digit_version
+    version = getattr(mmcv, '__version__', '0')
+    if not digit_version(MMCV_MIN) <= digit_version(version) < digit_version(MMCV_BELOW):
+        raise ImportError(f'mmhire needs mmcv >= {MMCV_MIN}, < {MMCV_BELOW}, but mmcv '
+                          f'{version} is installed: {MMCV_FIX}')
+
+
 def is_compiling() -> bool:
     """Whether the code runs under ``torch.compile`` (``torch.compiler.is_compiling`` is
     torch 2.3+; torch 2.1 and 2.2 have it under ``torch._dynamo``)."""
