@@ -107,3 +107,11 @@ def test_deployed_model_on_cuda_is_refused(capsys):
     with pytest.raises(SystemExit):
         benchmark.main(['--models', 'hire_t_ort', '--device', 'cuda', '--sizes', '64'])
     assert 'hire_t_ort run on the CPU only' in capsys.readouterr().err
+
+
+def test_gpu_table_names_the_gpu_driver_and_cuda():
+    env = dict(cpu='some CPU', gpu='NVIDIA H200', driver='580.1', cuda='13.0', torch='2.11.0',
+               threads=16, device='cuda')
+    header = benchmark.markdown([], env, dict(fp32=1.0, bf16=2.0)).splitlines()[0]
+    assert header.startswith('Machine: some CPU, NVIDIA H200 (driver 580.1, CUDA 13.0); '
+                             'torch 2.11.0')

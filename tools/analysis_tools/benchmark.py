@@ -456,12 +456,26 @@ def environment(device: torch.device) -> Dict[str, object]:
         pass
     if device.type == 'cuda':
         info['gpu'] = torch.cuda.get_device_name(device)
+        info['cuda'] = torch.version.cuda
+        info['driver'] = _gpu_driver()
     return info
+
+
+def _gpu_driver() -> str:
+    """The NVIDIA driver's version, as nvidia-smi reports it ('unknown' without it)."""
+    import subprocess
+    try:
+        out = subprocess.run(['nvidia-smi', '--query-gpu=driver_version', '--format=csv,noheader'],
+                             capture_output=True, text=True, timeout=30).stdout.split()
+    except (OSError, subprocess.TimeoutExpired):
+        out = []
+    return out[0] if out else 'unknown'
 
 
 def markdown(rows: List[Dict], env: Dict, rates: Dict[str, float]) -> str:
     lines = [
-        f'Machine: {env["cpu"]}' + (f', {env["gpu"]}' if 'gpu' in env else '') +
+        f'Machine: {env["cpu"]}' + (f', {env["gpu"]} (driver {env["driver"]}, CUDA '
+                                    f'{env["cuda"]})' if 'gpu' in env else '') +
         f'; torch {env["torch"]}, {env["threads"]} threads, device {env["device"]}.',
         '',
         'Large-matmul rate (2048^3) measured in the same run: ' +
