@@ -8,7 +8,8 @@ FLOOR_PY := $(FLOOR_VENV)/bin/python
 DEPLOY_VENV ?= .venv-deploy
 DEPLOY_PY := $(DEPLOY_VENV)/bin/python
 
-.PHONY: setup setup-floor setup-deploy test test-floor test-deploy lint demo doctor clean-venv
+.PHONY: setup setup-floor setup-deploy test test-floor test-deploy lint demo doctor clean-venv \
+	wheelhouse
 # TASK=det (Mask R-CNN, the main job), seg (UperNet) or cls (classifier)
 TASK ?= det
 
@@ -38,6 +39,14 @@ lint: setup
 
 demo: setup
 	$(PY) tools/run_demo.py --task $(TASK)
+
+# Everything mmhire needs on top of an existing torch, for a GPU node without network (see
+# docs/install.md). PYTHON_VERSION: the node's Python (default: this environment's).
+WHEELHOUSE ?= wheelhouse
+PYTHON_VERSION ?=
+wheelhouse: setup
+	$(PY) tools/misc/build_wheelhouse.py --out $(WHEELHOUSE) \
+		$(if $(PYTHON_VERSION),--python-version $(PYTHON_VERSION))
 
 clean-venv:
 	rm -rf $(VENV) $(FLOOR_VENV) $(DEPLOY_VENV)
