@@ -196,3 +196,24 @@ def test_gpu_check_names_a_missing_wheelhouse(tmp_path):
                             text=True, timeout=120)
     assert result.returncode == 2
     assert 'no wheelhouse' in result.stderr and 'make wheelhouse PYTHON_VERSION' in result.stderr
+
+
+def test_gpu_check_runs_the_steps_asked_for(wheelhouse, node, tmp_path):
+    """A second call for what the first had no time for: --steps picks them (the install
+    always runs)."""
+    python, _ = node
+    out = tmp_path / 'report'
+    result = subprocess.run(
+        ['bash', os.path.join(REPO_ROOT, 'tools', 'gpu_check.sh'), '--dry-run', '--wheelhouse',
+         str(wheelhouse), '--steps', 'demo', str(out)],
+        env=dict(offline_env(), PYTHON=python), capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, (result.stdout + result.stderr)[-3000:]
+    steps = json.loads((out / 'report.json').read_text())['steps']
+    assert [(s['step'], s['status']) for s in steps] == [('install', 'passed'),
+                                                         ('demo', 'skipped')]
+    assert "needs mmcv's ops" in steps[1]['why']
+    bad = subprocess.run(['bash', os.path.join(REPO_ROOT, 'tools', 'gpu_check.sh'), '--dry-run',
+                          '--wheelhouse', str(wheelhouse), '--steps', 'tests,train', str(out)],
+                         env=dict(offline_env(), PYTHON=python), capture_output=True, text=True,
+                         timeout=120)
+    assert bad.returncode == 2 and 'no step train' in bad.stderr
