@@ -22,17 +22,23 @@ setup-floor:
 setup-deploy:
 	MMHIRE_VENV=$(DEPLOY_VENV) bash tools/setup_env.sh deploy
 
+# The suite runs in TEST_WORKERS processes (pytest-xdist), a test module each at a time: as
+# many as cores, at most 4; 0 runs it in this process.
+TEST_WORKERS ?= $(shell n=$$(nproc 2>/dev/null || echo 1); [ $$n -gt 4 ] && n=4; \
+	[ $$n -lt 2 ] && n=0; echo $$n)
+XDIST = -n $(TEST_WORKERS) --dist loadfile
+
 test: setup
 	$(PY) -m ruff check mmhire tools tests configs examples setup.py
-	$(PY) -m pytest tests $(PYTEST_ARGS)
+	$(PY) -m pytest tests $(XDIST) $(PYTEST_ARGS)
 
 # The tests marked `floor` on the oldest supported stack.
 test-floor: setup-floor
-	$(FLOOR_PY) -m pytest tests -m floor $(PYTEST_ARGS)
+	$(FLOOR_PY) -m pytest tests -m floor $(XDIST) $(PYTEST_ARGS)
 
 # The tests marked `deploy` (mmdeploy's export and ONNX Runtime) on the deployment stack.
 test-deploy: setup-deploy
-	$(DEPLOY_PY) -m pytest tests -m deploy $(PYTEST_ARGS)
+	$(DEPLOY_PY) -m pytest tests -m deploy $(XDIST) $(PYTEST_ARGS)
 
 lint: setup
 	$(PY) -m ruff check mmhire tools tests configs examples setup.py
