@@ -145,5 +145,31 @@ def rpn_head__predict_by_feat(self, cls_scores, bbox_preds, score_factors=None,
                           score_threshold=0., pre_top_k=-1, keep_top_k=keep)
 
 
-__all__ = ['adaptive_avg_pool2d_any_size', 'cascade_roi_head__predict_bbox', 'ppm__forward',
-           'rpn_head__predict_by_feat', 'upsample__forward']
+#: The modules of the functions rewritten here.
+TARGET_MODULES = ('mmseg.models.decode_heads.psp_head', 'mmseg.models.utils.wrappers',
+                  'mmdet.models.roi_heads.cascade_roi_head', 'mmdet.models.dense_heads.rpn_head')
+
+
+def import_targets() -> None:
+    """Imports the rewritten functions' modules now, not inside mmdeploy's rewriter context.
+
+    On entering its context, mmdeploy imports the module of every registered rewrite's
+    target. Importing mmdet's or mmseg's models there pulls in torchvision's models, whose
+    video Swin registers functions with ``torch.fx.wrap``; on leaving, mmdeploy 1.3 removes
+    the entries added meanwhile by list index, and torch >= 2.1 keeps them in a dict: the
+    export of a model that needs neither (a bare backbone, a classifier) then ended in
+    ``KeyError: -1``. Imported beforehand, the context adds none. A library that is not
+    installed is left out: its rewrites have nothing to rewrite.
+    """
+    import importlib
+    for module in TARGET_MODULES:
+        try:
+            importlib.import_module(module)
+        except ImportError:
+            continue
+
+
+import_targets()
+
+__all__ = ['adaptive_avg_pool2d_any_size', 'cascade_roi_head__predict_bbox', 'import_targets',
+           'ppm__forward', 'rpn_head__predict_by_feat', 'upsample__forward']

@@ -308,3 +308,48 @@ def test_command_line(tmp_path, repo, cls_checkpoint, capsys):
     assert 'does not exist' in capsys.readouterr().err
     assert main(['deploy', '--list-deploy-cfgs']) == 0
     assert 'instance-seg_onnxruntime_dynamic' in capsys.readouterr().out.split()
+
+
+_BARE_BACKBONE_EXPORT = '''
+import sys
+import numpy as np
+import onnxruntime
+import torch
+from mmdeploy.apis.onnx import export  # mmdeploy first, as its tools import it
+import mmhire
+
+torch.manual_seed(0)
+model = mmhire.HireMLP('tiny', out_indices=(3, )).eval()
+axes = dict(input={0: 'batch', 2: 'height', 3: 'width'})
+cfg = dict(codebase_config=dict(type='mmpretrain', task='Classification'),
+           backend_config=dict(type='onnxruntime'),
+           onnx_config=dict(type='onnx', opset_version=11, input_names=['input'],
+                            output_names=['output'], input_shape=None, dynamic_axes=axes))
+export(model, torch.zeros(1, 3, 224, 224), sys.argv[1], backend='onnxruntime',
+       context_info=dict(cfg=cfg), input_names=['input'], output_names=['output'],
+       dynamic_axes=axes, opset_version=11)
+x = torch.randn(2, 3, 97, 131)
+session = onnxruntime.InferenceSession(sys.argv[1] + '.onnx',
+                                       providers=['CPUExecutionProvider'])
+got = session.run(None, {'input': x.numpy()})[0]
+with torch.no_grad():
+    expected = model(x)[0].numpy()
+print('same_shape', got.shape == expected.shape, 'error',
+      float(np.abs(got - expected).max() / np.abs(expected).max()))
+'''
+
+
+def test_mmdeploy_exports_a_bare_backbone_after_import_mmhire(tmp_path):
+    """mmdeploy's own export API on a HireMLP backbone alone, with only mmhire imported
+    besides mmdeploy (its rewrites registered): the export succeeds (mmdeploy's rewriter
+    context no longer imports mmdet and mmseg, which ended it in ``KeyError: -1``), and the
+    file serves another size as PyTorch does."""
+    import subprocess
+    import sys
+    result = subprocess.run([sys.executable, '-c', _BARE_BACKBONE_EXPORT,
+                             str(tmp_path / 'backbone')], capture_output=True, text=True,
+                            timeout=600, cwd=str(tmp_path))
+    assert result.returncode == 0, result.stderr[-3000:]
+    line = result.stdout.strip().splitlines()[-1].split()
+    assert line[:2] == ['same_shape', 'True']
+    assert float(line[-1]) < 1e-4
