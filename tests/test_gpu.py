@@ -15,7 +15,7 @@ import os
 
 import pytest
 import torch
-import torch.nn as nn
+from module_calls import count_calls
 from reference_hire_mlp import randomize_bn_
 from torch._dynamo.testing import CompileCounter
 
@@ -246,16 +246,5 @@ def test_hooks_see_every_module(path, device):
         run = _hooked_paths(device)['infer_auto']
     else:
         run = _hooked_paths(device)[path]
-    modules = {name: m for name, m in model.named_modules()
-               if name and not isinstance(m, nn.ModuleList)}
-    calls = dict.fromkeys(modules, 0)
-    handles = [m.register_forward_hook(
-        lambda m, i, o, name=name: calls.__setitem__(name, calls[name] + 1))
-        for name, m in modules.items()]
-    try:
-        run(model)
-    finally:
-        for handle in handles:
-            handle.remove()
-    assert [name for name, n in calls.items() if n == 0] == []
-    assert len(calls) > 50
+    missed, ran = count_calls(model, run)
+    assert missed == [] and ran > 50

@@ -8,6 +8,7 @@ import os
 import pytest
 import torch
 import torch.nn as nn
+from module_calls import count_calls
 from reference_hire_mlp import randomize_bn_ as randomize_bn
 
 from mmhire.models import HireMLP
@@ -237,23 +238,6 @@ def test_chunked_inference_equals_the_whole_batch(monkeypatch):
     model.train()
     run(model, x, 'on')  # train mode without autograd: BatchNorm uses the batch statistics
     assert sizes == [5]
-
-
-def count_calls(model, path):
-    """Runs ``path(model)`` with a forward hook on every submodule that has a forward (not
-    the ModuleList containers); returns the modules that never ran, and how many ran."""
-    modules = {name: module for name, module in model.named_modules()
-               if name and not isinstance(module, nn.ModuleList)}
-    calls = dict.fromkeys(modules, 0)
-    handles = [module.register_forward_hook(
-        lambda m, i, o, name=name: calls.__setitem__(name, calls[name] + 1))
-        for name, module in modules.items()]
-    try:
-        path(model)
-    finally:
-        for handle in handles:
-            handle.remove()
-    return [name for name, n in calls.items() if n == 0], sum(n > 0 for n in calls.values())
 
 
 def small_model():
