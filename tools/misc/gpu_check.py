@@ -173,6 +173,16 @@ class Check:
         return dict(status=status, files=sorted(files), **counts, failures=failures,
                     why='' if status == 'passed' else f'pytest exit {code}: see tests.log')
 
+    def bench(self, options, out, timeout):
+        """One run of the benchmark tool; its table, or None if it failed or ran out of
+        time (the exit code, None for out of time, second)."""
+        code, _ = self.run('benchmark', [self.python, 'tools/analysis_tools/benchmark.py',
+                                         *options, '--out-dir', out], timeout)
+        if code != 0:
+            return None, code
+        with open(osp.join(out, 'benchmark.md')) as f:
+            return f.read(), code
+
     def benchmark(self):
         out = osp.join(self.out, 'benchmark')
         if self.args.dry_run:
@@ -182,41 +192,32 @@ class Check:
                        '--sizes', '96', '96@3', '128x160@1', '--modes', 'infer_bf16',
                        'train_bf16', 'infer_fp32', 'train_fp32', '--warmup', '1', '--repeats',
                        '1']
-            code, _ = self.run('benchmark', [self.python, 'tools/analysis_tools/benchmark.py',
-                                             *options, '--out-dir', out], self.left())
-            if code != 0:
-                raise StepFailed('out of time' if code is None else f'exit {code}'
-                                 ': see benchmark.log')
-            with open(osp.join(out, 'benchmark.md')) as f:
-                table = f.read()
-            return dict(status='passed', table=table, out_dir=out,
-                        why='dry run: the compiled model left out')
-        # Eager models first, in one run; then HireMLP-small compiled beside eager, in a run
-        # of its own, so that a compile that outlasts the budget loses only its own rows.
-        options = ['--device', 'cuda', '--tf32', '--models', *BENCH_MODELS, '--batch-size',
-                   '64', '--sizes', '224', '224@128', '800x1216@2', '--modes', 'infer_bf16',
-                   'train_bf16', 'infer_fp32', 'train_fp32', '--warmup', '3', '--repeats', '5',
-                   '--cp-memory']
-        code, _ = self.run('benchmark', [self.python, 'tools/analysis_tools/benchmark.py',
-                                         *options, '--out-dir', out], self.left() - 60)
-        if code != 0:
-            raise StepFailed('out of time' if code is None else f'exit {code}'
-                             ': see benchmark.log')
-        with open(osp.join(out, 'benchmark.md')) as f:
-            table = f.read()
-        compiled_out = osp.join(self.out, 'benchmark-compiled')
-        code, _ = self.run('benchmark', [
-            self.python, 'tools/analysis_tools/benchmark.py', '--device', 'cuda', '--tf32',
-            '--models', 'hire_s', 'hire_s_compiled', '--batch-size', '64', '--sizes', '224',
-            '--modes', 'infer_bf16', 'train_bf16', '--warmup', '5', '--repeats', '5',
-            '--out-dir', compiled_out], self.left())
-        if code == 0:
-            with open(osp.join(compiled_out, 'benchmark.md')) as f:
-                table += '\nHireMLP-small compiled, beside eager in the same run:\n\n' + f.read()
-            return dict(status='passed', table=table, out_dir=out)
-        return dict(status='passed', table=table, out_dir=out,
-                    why='the compiled run ' + ('ran out of time' if code is None else
-                                               f'failed (exit {code})') + ': see benchmark.log')
+            reserve, why = 0, 'dry run: the compiled model left out'
+        else:
+            options = ['--device', 'cuda', '--tf32', '--models', *BENCH_MODELS, '--batch-size',
+                       '64', '--sizes', '224', '224@128', '800x1216@2', '--modes',
+                       'infer_bf16', 'train_bf16', 'infer_fp32', 'train_fp32', '--warmup', '3',
+                       '--repeats', '5', '--cp-memory']
+            reserve, why = 60, ''
+        table, code = self.bench(options, out, self.left() - reserve)
+        if table is None:
+            raise StepFailed(('out of time' if code is None else f'exit {code}')
+                             + ': see benchmark.log')
+        if self.args.dry_run:
+            return dict(status='passed', table=table, out_dir=out, why=why)
+        # Then HireMLP-small compiled beside eager, in a run of its own, so that a compile
+        # that outlasts the budget loses only its own rows.
+        compiled, code = self.bench(
+            ['--device', 'cuda', '--tf32', '--models', 'hire_s', 'hire_s_compiled',
+             '--batch-size', '64', '--sizes', '224', '--modes', 'infer_bf16', 'train_bf16',
+             '--warmup', '5', '--repeats', '5'],
+            osp.join(self.out, 'benchmark-compiled'), self.left())
+        if compiled is None:
+            why = 'the compiled run ' + ('ran out of time' if code is None else
+                                         f'failed (exit {code})') + ': see benchmark.log'
+        else:
+            table += '\nHireMLP-small compiled, beside eager in the same run:\n\n' + compiled
+        return dict(status='passed', table=table, out_dir=out, why=why)
 
     def mmcv(self):
         if self.args.dry_run:
@@ -255,8 +256,8 @@ class Check:
             MMCV_WITH_OPS='1', FORCE_CUDA='1', TORCH_CUDA_ARCH_LIST=arch,
             MAX_JOBS=str(os.cpu_count() or 1))
         if code != 0:
-            raise StepFailed('out of time' if code is None else f'exit {code}'
-                             ': see mmcv.log')
+            raise StepFailed(('out of time' if code is None else f'exit {code}')
+                             + ': see mmcv.log')
         wheel = next(f for f in os.listdir(osp.join(build, 'dist')) if f.endswith('.whl'))
         code, _ = self.run('mmcv', [self.python, '-m', 'pip', 'install', '--no-index',
                                     '--no-deps', '--target', self.ops_site, '-q',
@@ -293,8 +294,8 @@ class Check:
             'train_cfg.val_interval=1', f'train_dataloader.dataset.indices={images}',
             'default_hooks.logger.interval=5'], self.left(), cwd=work, ops=True)
         if code != 0:
-            raise StepFailed('out of time' if code is None else f'exit {code}'
-                             ': see demo.log')
+            raise StepFailed(('out of time' if code is None else f'exit {code}')
+                             + ': see demo.log')
         with open(osp.join(self.out, 'demo.log')) as f:
             log = f.read()
         metrics = dict(re.findall(r'coco/(\w+_mAP(?:_50)?): (-?[\d.]+)', log))
