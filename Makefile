@@ -22,8 +22,8 @@ setup-floor:
 setup-deploy:
 	MMHIRE_VENV=$(DEPLOY_VENV) bash tools/setup_env.sh deploy
 
-# The suite runs in TEST_WORKERS processes (pytest-xdist), a test module each at a time: as
-# many as cores, at most 4; 0 runs it in this process.
+# make test and test-floor run the suite in TEST_WORKERS processes (pytest-xdist), a test module
+# each at a time: as many as cores, at most 4; 0 runs it in this process.
 TEST_WORKERS ?= $(shell n=$$(nproc 2>/dev/null || echo 1); [ $$n -gt 4 ] && n=4; \
 	[ $$n -lt 2 ] && n=0; echo $$n)
 XDIST = -n $(TEST_WORKERS) --dist loadfile
@@ -36,9 +36,10 @@ test: setup
 test-floor: setup-floor
 	$(FLOOR_PY) -m pytest tests -m floor $(XDIST) $(PYTEST_ARGS)
 
-# The tests marked `deploy` (mmdeploy's export and ONNX Runtime) on the deployment stack.
+# The tests marked `deploy` (mmdeploy's export and ONNX Runtime) on the deployment stack, in
+# one process: nearly all are in one module, whose exports its tests share.
 test-deploy: setup-deploy
-	$(DEPLOY_PY) -m pytest tests -m deploy $(XDIST) $(PYTEST_ARGS)
+	$(DEPLOY_PY) -m pytest tests -m deploy $(PYTEST_ARGS)
 
 lint: setup
 	$(PY) -m ruff check mmhire tools tests configs examples setup.py
