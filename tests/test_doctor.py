@@ -145,3 +145,11 @@ def test_mmcv_lite_is_enough_to_import():
     result = subprocess.run([sys.executable, '-c', code], capture_output=True, text=True)
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == '1'
+
+
+def test_a_missing_runtime_names_the_deploy_extra(monkeypatch):
+    from mmhire.deployment.export import onnx_session
+    monkeypatch.setitem(sys.modules, 'onnxruntime', None)
+    with pytest.raises(ImportError, match=r"running an ONNX file needs onnxruntime.*"
+                       r"pip install 'mmhire\[deploy\]'"):
+        onnx_session('model.onnx')

@@ -11,7 +11,11 @@ from typing import Dict, List, Optional, Sequence, Tuple
 import torch
 import torch.nn as nn
 
-from mmhire.utils.compat import dynamo_exporter_available, torchscript_export_kwargs
+from mmhire.utils.compat import (
+    dynamo_exporter_available,
+    import_runtime,
+    torchscript_export_kwargs,
+)
 from mmhire.utils.fileio import write_atomic
 
 from .any_size import any_size_mmseg
@@ -116,14 +120,14 @@ def parse_size(text: str) -> Tuple[int, int]:
 
 def onnx_opset(path: str) -> int:
     """The default-domain opset of the ONNX file at ``path``."""
-    import onnx
+    onnx = import_runtime('onnx', 'reading an ONNX file')
     model = onnx.load(path, load_external_data=False)
     return next(o.version for o in model.opset_import if o.domain in ('', 'ai.onnx'))
 
 
 def onnx_session(path: str):
     """An onnxruntime CPU session on ``path``."""
-    import onnxruntime
+    onnxruntime = import_runtime('onnxruntime', 'running an ONNX file')
     return onnxruntime.InferenceSession(path, providers=['CPUExecutionProvider'])
 
 

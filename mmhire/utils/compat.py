@@ -134,6 +134,18 @@ def mmdeploy_supports_torch() -> bool:
     return TORCH_VERSION[:2] <= MMDEPLOY_NEWEST_TORCH
 
 
+def import_runtime(module: str, needed_for: str):
+    """Imports ``module`` (onnx, onnxruntime, openvino); where it is missing, raises
+    ImportError naming what needs it and the extra that installs it."""
+    import importlib
+    try:
+        return importlib.import_module(module)
+    except ImportError:
+        raise ImportError(f'{needed_for} needs {module}, which is not installed here: '
+                          "pip install 'mmhire[deploy]' (onnx, onnxruntime and openvino)"
+                          ) from None
+
+
 def dynamo_exporter_available() -> Tuple[bool, str]:
     """Whether the dynamo ONNX exporter can run here, and if not, why."""
     dim = getattr(getattr(torch, 'export', None), 'Dim', None)  # torch.export.Dim: 2.2+

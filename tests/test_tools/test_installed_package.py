@@ -70,6 +70,22 @@ def test_wheel_carries_configs_tools_and_model_index(wheel):
     assert 'mmhire/.mim/model-index.yml' in names
 
 
+def test_wheel_metadata_requirements_and_extras(wheel):
+    """pip installs torch (any version from 2.1), mmengine and numpy with mmhire, never mmcv
+    (compiled for the user's torch; `import mmhire` checks it); the `deploy` extra brings the
+    runtimes, `mim` names mmcv's range."""
+    with zipfile.ZipFile(wheel) as archive:
+        meta = next(n for n in archive.namelist() if n.endswith('.dist-info/METADATA'))
+        lines = archive.read(meta).decode().splitlines()
+    requires = [line.split(': ', 1)[1] for line in lines if line.startswith('Requires-Dist')]
+    plain = {r.split(';')[0].split('>')[0].split('<')[0].strip() for r in requires
+             if 'extra ==' not in r}
+    assert {'torch', 'mmengine', 'numpy'} <= plain and 'mmcv' not in plain
+    deploy = {r.split('>')[0] for r in requires if 'extra == "deploy"' in r}
+    assert deploy == {'onnx', 'onnxruntime', 'openvino'}
+    assert any(r.startswith('mmcv') and 'extra == "mim"' in r for r in requires)
+
+
 def test_imports_the_installed_copy(fresh):
     python, work = fresh
     out = run(python, work, '-c', 'import mmhire; print(mmhire.__file__)')

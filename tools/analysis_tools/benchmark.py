@@ -46,7 +46,7 @@ import numpy as np
 import torch
 import torch.nn as nn
 
-from mmhire.utils.compat import compile_kwargs
+from mmhire.utils.compat import compile_kwargs, import_runtime
 
 MODES = ('infer_fp32', 'infer_bf16', 'train_fp32', 'train_bf16')
 DEFAULT_MODELS = ('hire_t', 'hire_s', 'hire_b', 'hire_s_plain', 'hire_s_reference',
@@ -155,14 +155,14 @@ class DeployedRunner:
     def session(self, precision: str):
         if precision not in self.sessions:
             if self.runtime == 'ort':
-                import onnxruntime
+                onnxruntime = import_runtime('onnxruntime', 'the benchmark\'s _ort models')
                 options = onnxruntime.SessionOptions()
                 options.intra_op_num_threads = self.threads
                 session = onnxruntime.InferenceSession(self.path, options,
                                                        providers=['CPUExecutionProvider'])
                 self.sessions[precision] = lambda x: session.run(None, {'input': x})
             else:
-                import openvino
+                openvino = import_runtime('openvino', 'the benchmark\'s _openvino models')
                 compiled = openvino.Core().compile_model(self.path, 'CPU', {
                     'INFERENCE_PRECISION_HINT': precision,
                     'INFERENCE_NUM_THREADS': self.threads,
