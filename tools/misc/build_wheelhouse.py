@@ -24,9 +24,9 @@ wheels and what only they need (sympy, networkx, ...), and the binary scientific
 installs mmhire with mmcv-lite and the libraries on a node with no network whose Python has
 torch and that stack, OpenCV installed as ``opencv-python`` (mmengine requires that name).
 Where OpenCV is another build (``opencv-python-headless``), ``tools/gpu_check.sh`` installs
-the manifest's missing packages one by one (``--no-deps``). Building needs the network (PyPI
-or a mirror) and a Python with pip, setuptools >= 77 and torch (mmcv's ``setup.py`` imports
-it).
+just the manifest's packages that the node lacks, with ``--no-deps``. Building needs the
+network (PyPI or a mirror) and a Python with pip, setuptools >= 77 and torch (mmcv's
+``setup.py`` imports it).
 """
 import argparse
 import json
