@@ -6,14 +6,13 @@ import glob
 import importlib.metadata
 import json
 import os
-import re
 import subprocess
 import sys
 import venv
 
 import pytest
 import torch
-from conftest import REPO_ROOT
+from conftest import REPO_ROOT, load_tool
 
 #: What a PyTorch GPU image has besides torch (the H200 image: torchvision, numpy, scipy,
 #: matplotlib, OpenCV, pytest, hypothesis); with everything they require.
@@ -21,8 +20,7 @@ NODE_ROOTS = ('torch', 'torchvision', 'numpy', 'scipy', 'matplotlib', 'opencv-py
               'hypothesis')
 
 
-def canonical(name):
-    return re.sub(r'[-_.]+', '-', name).lower()
+canonical = load_tool('misc/build_wheelhouse.py').canonical
 
 
 def closure(roots):

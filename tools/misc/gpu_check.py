@@ -34,6 +34,8 @@ import tarfile
 import time
 import xml.etree.ElementTree as ET
 
+from build_wheelhouse import canonical  # the same folder, first on sys.path for a script
+
 REPO_ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 DEMO_CONFIG = osp.join(REPO_ROOT, 'configs', 'demo', 'mask_rcnn_hire_t_coco_demo.py')
 #: What each step needs at least, in seconds, to be started (on one H200).
@@ -41,10 +43,6 @@ MIN_SECONDS = dict(install=10, tests=60, benchmark=90, mmcv=180, demo=60)
 STEPS = tuple(MIN_SECONDS)
 BENCH_MODELS = ('hire_t', 'hire_s', 'hire_b', 'hire_s_compiled', 'convnext_t', 'swin_t',
                 'resnet50', 'poolformer_s24')
-
-
-def canonical(name):
-    return re.sub(r'[-_.]+', '-', name).lower()
 
 
 class Check:
@@ -57,6 +55,8 @@ class Check:
         self.steps = []
         self.site = osp.join(self.out, 'site')
         self.ops_site = osp.join(self.out, 'site-ops')
+        with open(osp.join(args.wheelhouse, 'manifest.json')) as f:
+            self.manifest = json.load(f)
 
     # ------------------------------------------------------------------ helpers
     def left(self):
@@ -110,14 +110,18 @@ class Check:
         self.steps.append(record)
         return record
 
+    def pip_target(self, log, target, *packages):
+        """``pip install --no-index --no-deps --target target packages``: the exit code."""
+        return self.run(log, [self.python, '-m', 'pip', 'install', '--no-index', '--no-deps',
+                              '--target', target, '--find-links', self.args.wheelhouse, '-q',
+                              *packages], self.left())[0]
+
     def done(self, name):
         return any(s['step'] == name and s['status'] == 'passed' for s in self.steps)
 
     # ------------------------------------------------------------------ steps
     def install(self):
-        manifest_path = osp.join(self.args.wheelhouse, 'manifest.json')
-        with open(manifest_path) as f:
-            manifest = json.load(f)
+        manifest = self.manifest
         have = json.loads(self.query(
             'import importlib.metadata as m, json, sys; '
             'print(json.dumps({d.metadata["Name"]: d.version for d in m.distributions()}))'))
@@ -127,10 +131,8 @@ class Check:
         kept = {k: have[k] for k in wanted if k in have}
         os.makedirs(self.site, exist_ok=True)
         if missing:
-            code, _ = self.run('install', [
-                self.python, '-m', 'pip', 'install', '--no-index', '--no-deps', '--target',
-                self.site, '--find-links', self.args.wheelhouse, '-q',
-                *[f'{k}=={v}' for k, v in sorted(missing.items())]], self.left())
+            code = self.pip_target('install', self.site,
+                                   *[f'{k}=={v}' for k, v in sorted(missing.items())])
             if code != 0:
                 raise StepFailed(f'pip could not install from {self.args.wheelhouse}: see '
                                  'install.log')
@@ -224,14 +226,10 @@ class Check:
             if not self.args.mmcv_wheel:
                 return dict(status='skipped', why='dry run without --mmcv-wheel: nothing to '
                             'install instead of compiling')
-            code, _ = self.run('mmcv', [self.python, '-m', 'pip', 'install', '--no-index',
-                                        '--no-deps', '--target', self.ops_site, '-q',
-                                        self.args.mmcv_wheel], self.left())
-            if code != 0:
+            if self.pip_target('mmcv', self.ops_site, self.args.mmcv_wheel) != 0:
                 raise StepFailed(f'could not install {self.args.mmcv_wheel}: see mmcv.log')
             return self.check_ops(compiled=False)
-        with open(osp.join(self.args.wheelhouse, 'manifest.json')) as f:
-            source = osp.join(self.args.wheelhouse, json.load(f)['mmcv_source'])
+        source = osp.join(self.args.wheelhouse, self.manifest['mmcv_source'])
         build = osp.join(self.out, 'mmcv-build')
         shutil.rmtree(build, ignore_errors=True)
         os.makedirs(build)
@@ -259,10 +257,7 @@ class Check:
             raise StepFailed(('out of time' if code is None else f'exit {code}')
                              + ': see mmcv.log')
         wheel = next(f for f in os.listdir(osp.join(build, 'dist')) if f.endswith('.whl'))
-        code, _ = self.run('mmcv', [self.python, '-m', 'pip', 'install', '--no-index',
-                                    '--no-deps', '--target', self.ops_site, '-q',
-                                    osp.join(build, 'dist', wheel)], self.left())
-        if code != 0:
+        if self.pip_target('mmcv', self.ops_site, osp.join(build, 'dist', wheel)) != 0:
             raise StepFailed('could not install the compiled wheel: see mmcv.log')
         result = self.check_ops(compiled=True)
         result.update(compile_seconds=round(seconds, 1), arch=arch)
@@ -398,8 +393,7 @@ def main(argv=None):
         print('[gpu_check] error: torch sees no CUDA device here. Run it on a GPU node, or '
               'add --dry-run to try every step on the CPU.', file=sys.stderr)
         return 2
-    with open(osp.join(args.wheelhouse, 'manifest.json')) as f:
-        wanted = json.load(f)['python_version']
+    wanted = check.manifest['python_version']
     if wanted != python_version:
         parser.error(f'the wheelhouse is for Python {wanted}, the node runs {python_version}: '
                      f'build it with `make wheelhouse PYTHON_VERSION={python_version}`')
