@@ -1,3 +1,3 @@
-from .inference import inference_and_draw
+from .inference import draw_prediction, inference_and_draw, predict, summarize
 
-__all__ = ['inference_and_draw']
+__all__ = ['draw_prediction', 'inference_and_draw', 'predict', 'summarize']

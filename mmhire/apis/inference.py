@@ -27,6 +27,97 @@ def _inference_config(config) -> Config:
     return cfg
 
 
+def predict(config, checkpoint: str, image_path: str, device: str = 'cpu'):
+    """Runs ``checkpoint`` of ``config`` on ``image_path``, as the library's own inference
+    API does.
+
+    Returns:
+        tuple: the library (``mmdet``, ``mmseg`` or ``mmpretrain``), its data sample of the
+        prediction (``DetDataSample``, ``SegDataSample`` or mmpretrain's ``DataSample``), at
+        the image's size, and the model's ``dataset_meta`` (classes, palette).
+    """
+    cfg = _inference_config(config)
+    if not osp.isfile(checkpoint):
+        raise FileNotFoundError(f'checkpoint {checkpoint!r} does not exist')
+    image = _read_rgb(image_path)
+    scope = cfg.get('default_scope')
+    if scope == 'mmdet':
+        from mmdet.apis import inference_detector, init_detector
+
+        model = init_detector(cfg, checkpoint, device=device)
+        return scope, inference_detector(model, image[..., ::-1].copy()), model.dataset_meta
+    if scope == 'mmseg':
+        from mmseg.apis import inference_model, init_model
+
+        model = init_model(cfg, checkpoint, device=device)
+        return scope, inference_model(model, image[..., ::-1].copy()), model.dataset_meta
+    if scope == 'mmpretrain':
+        from mmpretrain.apis import ImageClassificationInferencer
+        from mmpretrain.structures import DataSample
+
+        inferencer = ImageClassificationInferencer(model=cfg, pretrained=checkpoint,
+                                                   device=device)
+        prediction = inferencer(image_path, show=False)[0]
+        sample = DataSample().set_pred_label(prediction['pred_label']).set_pred_score(
+            prediction['pred_scores'])
+        return scope, sample, dict(classes=inferencer.classes)
+    raise ConfigError(f'{scope!r} configs are not supported; use an mmdet, mmseg or '
+                      f'mmpretrain config')
+
+
+def class_name(dataset_meta: dict, label: int) -> str:
+    """The name of class ``label``, or its number where the model has no class names."""
+    classes = (dataset_meta or {}).get('classes')
+    return str(classes[label]) if classes and 0 <= label < len(classes) else str(label)
+
+
+def summarize(library: str, sample, dataset_meta: dict, score_thr: float = 0.3) -> dict:
+    """What a prediction says, in short: the number of detections scoring at least
+    ``score_thr``, the classes present in a class map, or a classifier's best class and its
+    top five."""
+    if library == 'mmdet':
+        scores = sample.pred_instances.scores
+        return dict(detections=int((scores >= score_thr).sum()))
+    if library == 'mmseg':
+        labels = np.unique(sample.pred_sem_seg.data.cpu().numpy())
+        return dict(classes=[class_name(dataset_meta, int(i)) for i in labels])
+    scores = sample.pred_score
+    top = scores.argsort(descending=True)[:5].tolist()
+    return dict(label=class_name(dataset_meta, top[0]), score=float(scores[top[0]]),
+                top5=[(class_name(dataset_meta, i), round(float(scores[i]), 4)) for i in top])
+
+
+def draw_prediction(library: str, image: np.ndarray, sample, dataset_meta: dict,
+                    out_file: str, score_thr: float = 0.3) -> None:
+    """Draws ``sample`` (a prediction at the image's size) on the RGB ``image`` with the
+    library's visualizer and writes it to ``out_file``: boxes and masks, the class map, or
+    the top class."""
+    os.makedirs(osp.dirname(osp.abspath(out_file)), exist_ok=True)
+    if library == 'mmdet':
+        from mmdet.registry import VISUALIZERS
+
+        visualizer = VISUALIZERS.build(dict(type='DetLocalVisualizer', name='mmhire_det'))
+        visualizer.dataset_meta = dataset_meta
+        visualizer.add_datasample('result', image, data_sample=sample, draw_gt=False,
+                                  pred_score_thr=score_thr, out_file=out_file)
+    elif library == 'mmseg':
+        from mmseg.registry import VISUALIZERS
+
+        visualizer = VISUALIZERS.build(dict(type='SegLocalVisualizer', name='mmhire_seg',
+                                            alpha=0.5))
+        visualizer.dataset_meta = dataset_meta
+        visualizer.add_datasample('result', image, data_sample=sample, draw_gt=False,
+                                  out_file=out_file)
+    else:
+        from mmpretrain.registry import VISUALIZERS
+
+        visualizer = VISUALIZERS.build(dict(type='UniversalVisualizer', name='mmhire_cls'))
+        visualizer.visualize_cls(image, sample, classes=(dataset_meta or {}).get('classes'),
+                                 resize=max(224, min(image.shape[:2])), out_file=out_file)
+    if not osp.isfile(out_file):
+        raise RuntimeError(f'the visualizer did not write {out_file}')
+
+
 def inference_and_draw(config, checkpoint: str, image_path: str, out_file: str,
                        score_thr: float = 0.3, device: str = 'cpu') -> dict:
     """Runs ``checkpoint`` of ``config`` on ``image_path`` and writes the drawn result.
@@ -40,59 +131,8 @@ def inference_and_draw(config, checkpoint: str, image_path: str, out_file: str,
         device (str): Where to run. Defaults to ``'cpu'``.
 
     Returns:
-        dict: ``library`` and a short summary of the prediction.
+        dict: ``library`` and a short summary of the prediction (:func:`summarize`).
     """
-    cfg = _inference_config(config)
-    if not osp.isfile(checkpoint):
-        raise FileNotFoundError(f'checkpoint {checkpoint!r} does not exist')
-    image = _read_rgb(image_path)
-    out_dir = osp.dirname(osp.abspath(out_file))
-    os.makedirs(out_dir, exist_ok=True)
-    scope = cfg.get('default_scope')
-    if scope == 'mmdet':
-        from mmdet.apis import inference_detector, init_detector
-        from mmdet.registry import VISUALIZERS
-
-        model = init_detector(cfg, checkpoint, device=device)
-        result = inference_detector(model, image[..., ::-1].copy())
-        visualizer = VISUALIZERS.build(dict(type='DetLocalVisualizer', name='mmhire_det'))
-        visualizer.dataset_meta = model.dataset_meta
-        visualizer.add_datasample('result', image, data_sample=result, draw_gt=False,
-                                  pred_score_thr=score_thr, out_file=out_file)
-        scores = result.pred_instances.scores
-        summary = dict(detections=int((scores >= score_thr).sum()))
-    elif scope == 'mmseg':
-        from mmseg.apis import inference_model, init_model
-        from mmseg.registry import VISUALIZERS
-
-        model = init_model(cfg, checkpoint, device=device)
-        result = inference_model(model, image[..., ::-1].copy())
-        visualizer = VISUALIZERS.build(dict(type='SegLocalVisualizer', name='mmhire_seg',
-                                            alpha=0.5))
-        visualizer.dataset_meta = model.dataset_meta
-        visualizer.add_datasample('result', image, data_sample=result, draw_gt=False,
-                                  out_file=out_file)
-        labels = np.unique(result.pred_sem_seg.data.cpu().numpy())
-        summary = dict(classes=[model.dataset_meta['classes'][i] for i in labels])
-    elif scope == 'mmpretrain':
-        from mmpretrain.apis import ImageClassificationInferencer
-
-        inferencer = ImageClassificationInferencer(model=cfg, pretrained=checkpoint,
-                                                   device=device)
-        prediction = inferencer(image_path, show=False)[0]
-        from mmpretrain.registry import VISUALIZERS
-        from mmpretrain.structures import DataSample
-
-        sample = DataSample().set_pred_label(prediction['pred_label']).set_pred_score(
-            prediction['pred_scores'])
-        visualizer = VISUALIZERS.build(dict(type='UniversalVisualizer', name='mmhire_cls'))
-        visualizer.visualize_cls(image, sample, classes=inferencer.classes,
-                                 resize=max(224, min(image.shape[:2])), out_file=out_file)
-        summary = dict(label=prediction['pred_class'], score=float(prediction['pred_score']))
-    else:
-        raise ConfigError(f'{scope!r} configs are not supported; use an mmdet, mmseg or '
-                          f'mmpretrain config')
-    if not osp.isfile(out_file):
-        raise RuntimeError(f'the visualizer did not write {out_file}')
-    return dict(library=scope, **summary)
-
+    library, sample, meta = predict(config, checkpoint, image_path, device)
+    draw_prediction(library, _read_rgb(image_path), sample, meta, out_file, score_thr)
+    return dict(library=library, **summarize(library, sample, meta, score_thr))

@@ -215,6 +215,7 @@ def deploy(model_config: Union[str, Config], checkpoint: str,
     from mmhire.utils.config import build_model
 
     from . import mmdeploy_rewriters  # noqa: F401  (registers them with mmdeploy)
+    from .contract import write_contract
 
     config_name = config_name or (model_config if isinstance(model_config, str)
                                   else 'the model config')
@@ -236,6 +237,8 @@ def deploy(model_config: Union[str, Config], checkpoint: str,
         # mmdeploy rewrites the config's test pipeline for an array input: give it a copy
         torch2onnx(image, staging, OUTPUT_FILES[0], copy.deepcopy(deploy_cfg),
                    copy.deepcopy(model_cfg), checkpoint, device)
+        write_contract(osp.join(staging, OUTPUT_FILES[0]),
+                       deployed_contract(model_cfg, deploy_cfg, library, checkpoint))
         export2SDK(deploy_cfg, model_cfg, staging, pth=checkpoint, device=device)
         written = {}
         for name in OUTPUT_FILES:
@@ -248,6 +251,24 @@ def deploy(model_config: Union[str, Config], checkpoint: str,
         return written
     finally:
         shutil.rmtree(staging, ignore_errors=True)
+
+
+def deployed_contract(model_cfg: Config, deploy_cfg: Config, library: str,
+                      checkpoint: Optional[str] = None) -> dict:
+    """The input contract (:mod:`mmhire.deployment.contract`) of the model mmdeploy exports
+    with ``deploy_cfg``, stored in ``end2end.onnx`` for ``tools/deployment/serve.py``."""
+    from .contract import input_contract
+
+    names = list(deploy_cfg.onnx_config.get('output_names', []))
+    if library == 'mmpretrain':
+        task = 'classification'
+    elif library == 'mmseg':
+        argmax = deploy_cfg.codebase_config.get('with_argmax', True)
+        task = 'segmentation' if argmax else 'segmentation-logits'
+    else:
+        task = 'instance-segmentation' if 'masks' in names else 'detection'
+    return input_contract(model_cfg, library, task, checkpoint=checkpoint,
+                          output_names=names or None)
 
 
 def check_input_size(model_cfg: Config, deploy_cfg: Config) -> None:

@@ -26,39 +26,66 @@ EXPORTERS = ('torchscript', 'dynamo')
 
 
 class ClassifierScores(nn.Module):
-    """An mmpretrain classifier as a plain ``images -> class scores`` module (the head's
-    logits, before softmax), the form an ONNX file of a classifier serves."""
+    """An mmpretrain classifier as a plain ``images -> class probabilities`` module: the
+    softmax of the head's logits (a sigmoid for multi-label heads), which is mmpretrain's
+    ``pred_score`` and what mmdeploy's exported classifiers give, so that a file of either
+    route serves the same kind of scores."""
 
     def __init__(self, classifier: nn.Module) -> None:
         super().__init__()
         self.classifier = classifier
+        self.multi_label = 'MultiLabel' in type(getattr(classifier, 'head', None)).__name__
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.classifier(x, mode='tensor')
+        logits = self.classifier(x, mode='tensor')
+        return logits.sigmoid() if self.multi_label else logits.softmax(dim=-1)
+
+
+class NormalizeInGraph(nn.Module):
+    """``model`` fed ``(x - mean) / std``: its exported graph takes 0-255 pixel values in the
+    model's channel order, with the normalisation of its data preprocessor inside."""
+
+    def __init__(self, model: nn.Module, mean, std) -> None:
+        super().__init__()
+        self.model = model
+        self.register_buffer('mean', torch.tensor(mean, dtype=torch.float32).view(1, -1, 1, 1))
+        self.register_buffer('std', torch.tensor(std, dtype=torch.float32).view(1, -1, 1, 1))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.model((x - self.mean) / self.std)
+
+
+def unwrapped(model: nn.Module) -> nn.Module:
+    """The model inside a :class:`NormalizeInGraph`, or ``model``."""
+    return model.model if isinstance(model, NormalizeInGraph) else model
 
 
 class SegmentorClassMap(nn.Module):
     """An mmseg segmentor as a plain ``images -> class map`` module: the class of every pixel
-    (B, 1, H, W), at the input's size, as mmseg's ``predict`` gives it without rescaling.
+    (B, 1, H, W), at the input's size, as mmseg's ``predict`` gives it without rescaling; with
+    ``logits=True``, the class scores (B, classes, H, W) instead, which a server resizes to
+    the image's size before taking the best class, as mmseg does.
 
     Exported with :func:`export_onnx`, mmseg's ``Upsample`` and ``PPM`` run the forwards of
     :mod:`mmhire.deployment.any_size`, so the file serves every size."""
 
-    def __init__(self, segmentor: nn.Module) -> None:
+    def __init__(self, segmentor: nn.Module, logits: bool = False) -> None:
         super().__init__()
         self.segmentor = segmentor
+        self.logits = logits
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         logits = self.segmentor.encode_decode(x, [dict(img_shape=x.shape[2:])])
-        return logits.argmax(dim=1, keepdim=True)
+        return logits if self.logits else logits.argmax(dim=1, keepdim=True)
 
 
 def output_names(model: nn.Module) -> List[str]:
     """``out0`` .. ``outN`` for a backbone, ``classes`` for a segmentor's class map and
     ``scores`` for a classifier (or any other model without the backbone's
     ``out_indices``)."""
+    model = unwrapped(model)
     if isinstance(model, SegmentorClassMap):
-        return ['classes']
+        return ['logits' if model.logits else 'classes']
     if isinstance(model, ClassifierScores) or not hasattr(model, 'out_indices'):
         return ['scores']
     return [f'out{i}' for i in range(len(model.out_indices))]
@@ -99,7 +126,8 @@ def export_onnx(model: nn.Module, example: torch.Tensor, path: str,
         # class scores have a batch axis only; feature maps all three
         out_axes = {0: 'batch'} if names == ['scores'] else axes
         options['dynamic_axes'] = {'input': axes, **{n: out_axes for n in names}}
-    heads = any_size_mmseg() if isinstance(model, SegmentorClassMap) else nullcontext()
+    heads = (any_size_mmseg() if isinstance(unwrapped(model), SegmentorClassMap)
+             else nullcontext())
 
     def write(partial: str) -> None:
         with torch.no_grad(), heads:
@@ -148,7 +176,7 @@ def max_relative_difference(model: nn.Module, session, x: torch.Tensor) -> float
             raise RuntimeError(f'ONNX output of shape {tuple(g.shape)} where PyTorch gives '
                                f'{tuple(e.shape)} for input {tuple(x.shape)}')
         g = torch.from_numpy(g)
-        if isinstance(model, SegmentorClassMap):
+        if isinstance(unwrapped(model), SegmentorClassMap) and not unwrapped(model).logits:
             worst = max(worst, float((g != e).float().mean()))
             continue
         scale = float(e.abs().max()) or 1.
@@ -169,6 +197,6 @@ def check_sizes(model: nn.Module, path: str, sizes: Sequence[Tuple[int, int]],
     return results
 
 
-__all__ = ['ClassifierScores', 'EXPORTERS', 'SegmentorClassMap', 'check_sizes',
+__all__ = ['ClassifierScores', 'EXPORTERS', 'NormalizeInGraph', 'SegmentorClassMap', 'check_sizes',
            'dynamo_exporter_available', 'export_onnx', 'max_relative_difference',
-           'onnx_opset', 'onnx_session', 'output_names', 'parse_size']
+           'onnx_opset', 'onnx_session', 'output_names', 'parse_size', 'unwrapped']
