@@ -39,30 +39,38 @@ def predict(config, checkpoint: str, image_path: str, device: str = 'cpu'):
     cfg = _inference_config(config)
     if not osp.isfile(checkpoint):
         raise FileNotFoundError(f'checkpoint {checkpoint!r} does not exist')
-    image = _read_rgb(image_path)
     scope = cfg.get('default_scope')
+    if scope not in ('mmdet', 'mmseg', 'mmpretrain'):
+        raise ConfigError(f'{scope!r} configs are not supported; use an mmdet, mmseg or '
+                          f'mmpretrain config')
+    from mmengine.registry import DefaultScope
+
+    # the library's own scope, whatever an earlier model of another library set
+    with DefaultScope.overwrite_default_scope(scope):
+        return scope, *_predict(cfg, scope, checkpoint, image_path, device)
+
+
+def _predict(cfg, scope: str, checkpoint: str, image_path: str, device: str):
+    image = _read_rgb(image_path)
     if scope == 'mmdet':
         from mmdet.apis import inference_detector, init_detector
 
         model = init_detector(cfg, checkpoint, device=device)
-        return scope, inference_detector(model, image[..., ::-1].copy()), model.dataset_meta
+        return inference_detector(model, image[..., ::-1].copy()), model.dataset_meta
     if scope == 'mmseg':
         from mmseg.apis import inference_model, init_model
 
         model = init_model(cfg, checkpoint, device=device)
-        return scope, inference_model(model, image[..., ::-1].copy()), model.dataset_meta
-    if scope == 'mmpretrain':
-        from mmpretrain.apis import ImageClassificationInferencer
-        from mmpretrain.structures import DataSample
+        return inference_model(model, image[..., ::-1].copy()), model.dataset_meta
+    from mmpretrain.apis import ImageClassificationInferencer
+    from mmpretrain.structures import DataSample
 
-        inferencer = ImageClassificationInferencer(model=cfg, pretrained=checkpoint,
-                                                   device=device)
-        prediction = inferencer(image_path, show=False)[0]
-        sample = DataSample().set_pred_label(prediction['pred_label']).set_pred_score(
-            prediction['pred_scores'])
-        return scope, sample, dict(classes=inferencer.classes)
-    raise ConfigError(f'{scope!r} configs are not supported; use an mmdet, mmseg or '
-                      f'mmpretrain config')
+    inferencer = ImageClassificationInferencer(model=cfg, pretrained=checkpoint,
+                                               device=device)
+    prediction = inferencer(image_path, show=False)[0]
+    sample = DataSample().set_pred_label(prediction['pred_label']).set_pred_score(
+        prediction['pred_scores'])
+    return sample, dict(classes=inferencer.classes)
 
 
 def class_name(dataset_meta: dict, label: int) -> str:

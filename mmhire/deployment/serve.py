@@ -280,6 +280,8 @@ def serve(image_path: str, model: str, runtime: str = 'onnxruntime',
         raise ServeError(f'{error}: give an image file that OpenCV reads (JPEG, PNG, ...)') \
             from None
     meta = {k: contract[k] for k in ('classes', 'palette') if contract.get(k)}
+    if 'palette' in meta:  # colours as tuples: the visualizers take a list for several
+        meta['palette'] = [tuple(colour) for colour in meta['palette']]
     if runtime == 'sdk':
         from .sdk import sdk_predict
         if work_dir is None:
