@@ -8,7 +8,8 @@ it came from: at sizes other than the export size, and by the metrics of a test 
 - any of them: the test set's metrics from mmdeploy's test runner, for both models.
 """
 import copy
-from typing import Dict, List, Optional, Sequence, Tuple
+import os.path as osp
+from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 import torch
@@ -20,17 +21,68 @@ from .export import onnx_session
 Size = Tuple[int, int]
 
 
-def classifier_agreement(model: torch.nn.Module, onnx_path: str, sizes: Sequence[Size],
-                         batch: int = 2, seed: int = 0) -> List[Tuple[Size, float]]:
-    """Per size: the largest difference between the ONNX file's class scores (mmdeploy's
-    classifier ends in a softmax) and PyTorch's, relative to PyTorch's largest score, on
-    random normalised images of that size."""
+def backend_of(deploy_cfg: Optional[Config]) -> str:
+    """The deploy config's backend (``onnxruntime`` without a config)."""
+    if deploy_cfg is None:
+        return 'onnxruntime'
+    return str((deploy_cfg.get('backend_config') or {}).get('type', 'onnxruntime'))
+
+
+def backend_files(onnx_path: str, deploy_cfg: Optional[Config] = None) -> List[str]:
+    """The files mmdeploy's backend model of a deployment loads: ``end2end.onnx`` for ONNX
+    Runtime, ``end2end.xml`` and ``.bin`` beside it for OpenVINO."""
+    if backend_of(deploy_cfg) == 'openvino':
+        return [osp.join(osp.dirname(onnx_path), f'end2end.{ext}') for ext in ('xml', 'bin')]
+    return [onnx_path]
+
+
+class OpenVINOBackend(torch.nn.Module):
+    """The OpenVINO model of a deployment (``end2end.xml``) run by OpenVINO's current API in
+    float32, in place of mmdeploy's OpenVINO wrapper in its backend models: that wrapper uses
+    OpenVINO's legacy ``IECore`` API, which cannot return outputs whose size depends on the
+    data (a detector's ``dets``: "blob with name `dets` is not allocated"), and it computes
+    in bf16 on CPUs with bf16 instructions. Called as mmdeploy calls its wrappers."""
+
+    def __init__(self, xml_path: str, output_names: Sequence[str]) -> None:
+        super().__init__()
+        from .serve import openvino_model
+        self.run = openvino_model(xml_path, 'f32')
+        self.output_names = list(output_names)
+
+    def forward(self, inputs: Dict[str, torch.Tensor]) -> Dict[str, torch.Tensor]:
+        outputs = self.run(next(iter(inputs.values())).detach().cpu().numpy())
+        return {name: torch.from_numpy(np.asarray(value)) for name, value in outputs.items()}
+
+    def output_to_list(self, outputs: Dict[str, torch.Tensor]) -> List[torch.Tensor]:
+        return [outputs[name] for name in self.output_names]
+
+
+def backend_runner(onnx_path: str, deploy_cfg: Optional[Config] = None
+                   ) -> Callable[[np.ndarray], List[np.ndarray]]:
+    """The deployed model as ``input -> outputs``: ONNX Runtime on ``end2end.onnx``, or
+    OpenVINO on ``end2end.xml`` (:class:`OpenVINOBackend`)."""
+    if backend_of(deploy_cfg) == 'openvino':
+        names = list(deploy_cfg.onnx_config.output_names)
+        backend = OpenVINOBackend(backend_files(onnx_path, deploy_cfg)[0], names)
+        return lambda x: [t.numpy() for t in backend.output_to_list(
+            backend({'input': torch.from_numpy(x)}))]
     session = onnx_session(onnx_path)
+    return lambda x: session.run(None, {'input': x})
+
+
+def classifier_agreement(model: torch.nn.Module, onnx_path: str, sizes: Sequence[Size],
+                         batch: int = 2, seed: int = 0,
+                         deploy_cfg: Optional[Config] = None) -> List[Tuple[Size, float]]:
+    """Per size: the largest difference between the deployed class scores (mmdeploy's
+    classifier ends in a softmax) and PyTorch's, relative to PyTorch's largest score, on
+    random normalised images of that size. The deployed model is ``onnx_path`` in ONNX
+    Runtime, or the backend model of ``deploy_cfg`` beside it (:func:`backend_runner`)."""
+    run = backend_runner(onnx_path, deploy_cfg)
     generator = torch.Generator().manual_seed(seed)
     results = []
     for height, width in sizes:
         x = torch.randn(batch, 3, height, width, generator=generator)
-        got = torch.from_numpy(session.run(None, {'input': x.numpy()})[0])
+        got = torch.from_numpy(run(x.numpy())[0])
         with torch.no_grad():
             expected = F.softmax(model(x, mode='tensor'), dim=1)
         results.append(((height, width),
@@ -39,16 +91,17 @@ def classifier_agreement(model: torch.nn.Module, onnx_path: str, sizes: Sequence
 
 
 def segmentor_agreement(model: torch.nn.Module, onnx_path: str, sizes: Sequence[Size],
-                        seed: int = 0) -> List[Tuple[Size, float]]:
-    """Per size: the share of pixels to which the ONNX file (mmdeploy's segmentor, argmax in
-    the graph) gives the class PyTorch's ``encode_decode`` gives, on a random normalised
-    image of that size."""
-    session = onnx_session(onnx_path)
+                        seed: int = 0, deploy_cfg: Optional[Config] = None
+                        ) -> List[Tuple[Size, float]]:
+    """Per size: the share of pixels to which the deployed model (mmdeploy's segmentor,
+    argmax in the graph; ``onnx_path`` or the backend model of ``deploy_cfg``) gives the
+    class PyTorch's ``encode_decode`` gives, on a random normalised image of that size."""
+    run = backend_runner(onnx_path, deploy_cfg)
     generator = torch.Generator().manual_seed(seed)
     results = []
     for height, width in sizes:
         x = torch.randn(1, 3, height, width, generator=generator)
-        got = torch.from_numpy(session.run(None, {'input': x.numpy()})[0])[:, 0]
+        got = torch.from_numpy(run(x.numpy())[0])[:, 0]
         with torch.no_grad():
             logits = model.encode_decode(x, [dict(img_shape=(height, width))])
         expected = logits.argmax(1)
@@ -113,8 +166,9 @@ def resized_to(model_cfg: Config, size: Size) -> Config:
 
 
 class DeployedPair:
-    """The PyTorch model and the deployed ONNX model of one deployment, fed the same
-    inputs by mmdeploy's task processor (the config's test pipeline)."""
+    """The PyTorch model and the deployed model of one deployment (ONNX Runtime's or
+    OpenVINO's, by the deploy config), fed the same inputs by mmdeploy's task processor (the
+    config's test pipeline)."""
 
     def __init__(self, model_cfg: Config, deploy_cfg: Config, checkpoint: str,
                  onnx_path: str, device: str = 'cpu') -> None:
@@ -125,7 +179,11 @@ class DeployedPair:
                                               copy.deepcopy(deploy_cfg), device)
         self.torch_model = self.processor.build_pytorch_model(checkpoint).eval()
         self.backend_model = self.processor.build_backend_model(
-            [onnx_path], data_preprocessor_updater=self.processor.update_data_preprocessor)
+            backend_files(onnx_path, deploy_cfg),
+            data_preprocessor_updater=self.processor.update_data_preprocessor)
+        if backend_of(deploy_cfg) == 'openvino':
+            self.backend_model.wrapper = OpenVINOBackend(
+                backend_files(onnx_path, deploy_cfg)[0], deploy_cfg.onnx_config.output_names)
 
     def predict(self, image: np.ndarray, input_size: Optional[Size] = None):
         """Both models' results for one BGR image: (PyTorch's, the ONNX model's, the input
@@ -157,5 +215,6 @@ class DeployedPair:
         return metrics[0], metrics[1]
 
 
-__all__ = ['DeployedPair', 'box_iou', 'classifier_agreement', 'match_detections',
-           'resized_to', 'segmentor_agreement']
+__all__ = ['DeployedPair', 'backend_files', 'backend_of', 'backend_runner', 'box_iou',
+           'classifier_agreement', 'match_detections', 'OpenVINOBackend', 'resized_to',
+           'segmentor_agreement']

@@ -29,6 +29,8 @@ DEFAULT_DEPLOY_CONFIGS = {
 CODEBASES = {'mmpretrain': 'mmpretrain', 'mmseg': 'mmseg', 'mmdet': 'mmdet'}
 #: The files a deployment writes into its work dir.
 OUTPUT_FILES = ('end2end.onnx', 'deploy.json', 'pipeline.json', 'detail.json')
+#: The backend's own model files, which its conversion writes beside ``end2end.onnx``.
+BACKEND_FILES = {'onnxruntime': (), 'openvino': ('end2end.xml', 'end2end.bin')}
 
 
 class DeployError(RuntimeError):
@@ -51,8 +53,9 @@ def resolve_deploy_config(name: str) -> str:
         raise DeployError(str(error)) from None
 
 
-def check_environment() -> None:
-    """Stops with the fix when mmdeploy or ONNX Runtime is missing, or torch is too new."""
+def check_environment(backend: str = 'onnxruntime') -> None:
+    """Stops with the fix when mmdeploy, ONNX Runtime or the backend's converter is missing,
+    or torch is too new."""
     if not mmdeploy_supports_torch():
         raise DeployError(
             f'mmdeploy cannot export with torch {torch.__version__}: its model rewrites hook '
@@ -68,12 +71,53 @@ def check_environment() -> None:
             __import__(package)
         except ImportError:
             missing.append(package)
+    if backend == 'openvino' and not model_optimizer():
+        missing.append('openvino-dev 2023.3 (its Model Optimizer, `mo`)')
     if missing:
         raise DeployError(
             f'{", ".join(missing)} {"is" if len(missing) == 1 else "are"} not installed here. '
             '`make setup-deploy` builds the deployment environment (the torch 2.1 stack with '
-            'mmdeploy 1.3.1, onnxruntime 1.15.1, onnx 1.14.1, protobuf 3.20.2) in '
-            '.venv-deploy; run `.venv-deploy/bin/python -m mmhire deploy ...` there')
+            'mmdeploy 1.3.1, onnxruntime 1.15.1, onnx 1.14.1, protobuf 3.20.2, openvino-dev '
+            '2023.3) in .venv-deploy; run `.venv-deploy/bin/python -m mmhire deploy ...` there')
+
+
+def model_optimizer() -> Optional[str]:
+    """OpenVINO's Model Optimizer (``mo``) of this Python's environment or on PATH, which
+    mmdeploy's OpenVINO conversion runs; None where there is none."""
+    import sys
+    beside = osp.join(osp.dirname(sys.executable), 'mo')
+    return beside if osp.isfile(beside) else shutil.which('mo')
+
+
+def convert_to_openvino(work_dir: str, deploy_cfg: Config) -> None:
+    """mmdeploy's OpenVINO conversion of ``work_dir/end2end.onnx`` into ``end2end.xml`` and
+    ``end2end.bin``, at the deploy config's ``model_inputs`` shape (mmdeploy's OpenVINO
+    wrapper reshapes the model to each input's size)."""
+    from mmdeploy.apis.openvino import (
+        from_onnx,
+        get_input_info_from_cfg,
+        get_mo_options_from_cfg,
+    )
+
+    # mmdeploy runs `mo` through the shell: this environment's first, activated or not
+    path = os.environ.get('PATH', '')
+    os.environ['PATH'] = osp.dirname(model_optimizer()) + os.pathsep + path
+    try:
+        from_onnx(osp.join(work_dir, OUTPUT_FILES[0]), work_dir,
+                  get_input_info_from_cfg(deploy_cfg),
+                  list(deploy_cfg.onnx_config.output_names),
+                  get_mo_options_from_cfg(deploy_cfg))
+    except Exception as error:  # noqa: BLE001 (mo's CalledProcessError, mmdeploy's own)
+        detail = getattr(error, 'stderr', b'') or b''
+        raise DeployError(f'OpenVINO\'s Model Optimizer failed: {error} '
+                          f'{detail.decode(errors="replace")[-2000:]}') from error
+    finally:
+        os.environ['PATH'] = path
+
+
+def _mmdeploy_installed() -> bool:
+    import importlib.util
+    return importlib.util.find_spec('mmdeploy') is not None
 
 
 def find_backbone(model_cfg: Config) -> Optional[dict]:
@@ -120,19 +164,20 @@ def check_model_config(model_cfg: Config, deploy_cfg: Config, config_name: str) 
 
 def check_cascade(model_cfg: Config, deploy_cfg: Config, config_name: str) -> None:
     """mmdeploy 1.3's Cascade R-CNN rewrite refines boxes between stages only with
-    class-agnostic regression (it asserts it). mmhire's rewrite for ONNX Runtime handles
-    class-aware regression too; for other backends, stop before exporting."""
+    class-agnostic regression (it asserts it). mmhire's rewrite for ONNX Runtime and OpenVINO
+    handles class-aware regression too; for other backends, stop before exporting."""
     heads = (model_cfg.model.get('roi_head') or {}).get('bbox_head')
     if not isinstance(heads, (list, tuple)):
         return
     aware = [i for i, head in enumerate(heads[:-1]) if not head.get('reg_class_agnostic')]
     backend = deploy_cfg.get('backend_config', {}).get('type')
-    if aware and backend != 'onnxruntime':
+    if aware and backend not in ('onnxruntime', 'openvino'):
         raise DeployError(
             f'{config_name} is a Cascade R-CNN whose stages {aware} regress boxes per class '
             f'(reg_class_agnostic=False); for {backend!r}, mmdeploy 1.3 exports Cascade R-CNN '
             'only with class-agnostic regression in every stage but the last (mmhire\'s '
-            'rewrite covers ONNX Runtime). Deploy to onnxruntime, or train with '
+            'rewrite covers ONNX Runtime and OpenVINO). Deploy to onnxruntime or openvino, or '
+            'train with '
             'reg_class_agnostic=True in those stages')
 
 
@@ -208,7 +253,9 @@ def deploy(model_config: Union[str, Config], checkpoint: str,
     ``work_dir`` and moved into place only when all of them are complete, so a failed or
     interrupted deployment leaves the work dir as it was.
     """
-    check_environment()
+    backend = str((load_configs(model_config, deploy_config)[1].get('backend_config') or {})
+                  .get('type', 'onnxruntime')) if _mmdeploy_installed() else 'onnxruntime'
+    check_environment(backend)
     from mmdeploy.apis import torch2onnx
     from mmdeploy.backend.sdk.export_info import export2SDK
 
@@ -239,12 +286,15 @@ def deploy(model_config: Union[str, Config], checkpoint: str,
                    copy.deepcopy(model_cfg), checkpoint, device)
         write_contract(osp.join(staging, OUTPUT_FILES[0]),
                        deployed_contract(model_cfg, deploy_cfg, library, checkpoint))
+        if backend == 'openvino':
+            convert_to_openvino(staging, deploy_cfg)
         export2SDK(deploy_cfg, model_cfg, staging, pth=checkpoint, device=device)
         written = {}
-        for name in OUTPUT_FILES:
+        files = OUTPUT_FILES + BACKEND_FILES.get(backend, ())
+        for name in files:
             if not osp.isfile(osp.join(staging, name)):
                 raise DeployError(f'mmdeploy did not write {name}')
-        for name in OUTPUT_FILES:
+        for name in files:
             target = osp.join(work_dir, name)
             publish(osp.join(staging, name), target)
             written[name] = target
@@ -286,6 +336,7 @@ def check_input_size(model_cfg: Config, deploy_cfg: Config) -> None:
                           'input_shape or a dynamic deploy config')
 
 
-__all__ = ['DEFAULT_DEPLOY_CONFIGS', 'DeployError', 'OUTPUT_FILES', 'check_checkpoint',
+__all__ = ['BACKEND_FILES', 'DEFAULT_DEPLOY_CONFIGS', 'DeployError', 'OUTPUT_FILES',
+           'check_checkpoint', 'convert_to_openvino',
            'check_environment', 'check_model_config', 'deploy', 'list_deploy_configs',
            'load_configs', 'resolve_deploy_config']

@@ -48,14 +48,17 @@ def upsample__forward(self, x: torch.Tensor):
 
 @FUNCTION_REWRITER.register_rewriter(
     func_name='mmdet.models.roi_heads.cascade_roi_head.CascadeRoIHead.predict_bbox',
+    backend='openvino')
+@FUNCTION_REWRITER.register_rewriter(
+    func_name='mmdet.models.roi_heads.cascade_roi_head.CascadeRoIHead.predict_bbox',
     backend='onnxruntime')
 def cascade_roi_head__predict_bbox(self, x, batch_img_metas, rpn_results_list, rcnn_test_cfg,
                                    rescale: bool = False, **kwargs):
     """Cascade R-CNN's box stages for export, with class-aware regression as well as
     class-agnostic (mmdeploy 1.3's own rewrite asserts the latter; mmhire's Cascade configs
     regress per class). Between stages, each proposal moves by the deltas of its best
-    foreground class, as mmdet's ``regress_by_class`` does; registered for ONNX Runtime,
-    where it takes precedence over mmdeploy's default rewrite."""
+    foreground class, as mmdet's ``regress_by_class`` does; registered for ONNX Runtime and
+    OpenVINO, where it takes precedence over mmdeploy's default rewrite."""
     proposals = rpn_results_list[0]  # (B, N, 5): boxes and scores
     batch, num = proposals.shape[0], proposals.shape[1]
     batch_index = torch.arange(batch, device=proposals.device).to(proposals.dtype).view(
@@ -89,6 +92,9 @@ def cascade_roi_head__predict_bbox(self, x, batch_img_metas, rpn_results_list, r
         rescale=rescale)
 
 
+@FUNCTION_REWRITER.register_rewriter(
+    func_name='mmdet.models.dense_heads.rpn_head.RPNHead.predict_by_feat',
+    backend='openvino')
 @FUNCTION_REWRITER.register_rewriter(
     func_name='mmdet.models.dense_heads.rpn_head.RPNHead.predict_by_feat',
     backend='onnxruntime')

@@ -147,21 +147,30 @@ def onnxruntime_model(onnx_path: str) -> Callable[[np.ndarray], Dict[str, np.nda
     return lambda x: dict(zip(outputs, session.run(None, {name: x})))
 
 
-def openvino_model(onnx_path: str, precision: str = 'f32'
+def openvino_model(path: str, precision: str = 'f32'
                    ) -> Callable[[np.ndarray], Dict[str, np.ndarray]]:
-    """The ONNX file compiled by OpenVINO for the CPU, as ``input -> {output name: array}``.
+    """An ONNX file, or the OpenVINO model (``end2end.xml``) that mmdeploy's conversion wrote
+    beside it, compiled by OpenVINO for the CPU, as ``input -> {output name: array}``.
 
-    ``precision`` is OpenVINO's inference precision: ``'f32'`` by default, which computes
-    what PyTorch computes; OpenVINO's own default on a CPU with bf16 instructions (AMX,
-    avx512_bf16) is bf16, which changes the outputs (on the demo segmentor, 2% of the pixels
-    got another class). ``'bf16'`` asks for it where the CPU has it."""
+    The model takes every size its ONNX file takes: an OpenVINO model converted at one size
+    is reshaped to the ONNX file's dynamic axes (OpenVINO's current API also returns
+    outputs whose size depends on the data, such as a detector's boxes, which mmdeploy's
+    OpenVINO wrapper cannot). ``precision`` is OpenVINO's inference precision: ``'f32'`` by
+    default, which computes what PyTorch computes; OpenVINO's own default on a CPU with bf16
+    instructions (AMX, avx512_bf16) is bf16, which changes the outputs (on the demo
+    segmentor, 2% of the pixels got another class). ``'bf16'`` asks for it where the CPU
+    has it."""
     ov = import_runtime('openvino', 'serving with OpenVINO')
     core = ov.Core()
     try:
-        compiled = core.compile_model(core.read_model(onnx_path), 'CPU',
-                                      {'INFERENCE_PRECISION_HINT': precision})
+        model = core.read_model(path)
+        if path.endswith('.xml'):
+            axes = onnx_input_axes(osp.join(osp.dirname(path), 'end2end.onnx'))
+            if axes is not None:
+                model.reshape({model.inputs[0].get_any_name(): ov.PartialShape(axes)})
+        compiled = core.compile_model(model, 'CPU', {'INFERENCE_PRECISION_HINT': precision})
     except RuntimeError as error:
-        raise ServeError(f'OpenVINO cannot read {onnx_path}: {str(error).splitlines()[0]}. '
+        raise ServeError(f'OpenVINO cannot read {path}: {str(error).splitlines()[0]}. '
                          'Serve it with --runtime onnxruntime') from None
     names = [o.get_any_name() for o in compiled.outputs]
 
@@ -170,6 +179,16 @@ def openvino_model(onnx_path: str, precision: str = 'f32'
         return {name: result[o] for name, o in zip(names, compiled.outputs)}
 
     return run
+
+
+def onnx_input_axes(onnx_path: str) -> Optional[List[int]]:
+    """The input's shape in the ONNX file at ``onnx_path``, -1 for each dynamic axis; None
+    where there is no such file."""
+    if not osp.isfile(onnx_path):
+        return None
+    onnx = import_runtime('onnx', 'reading an ONNX file')
+    dims = onnx.load(onnx_path, load_external_data=False).graph.input[0].type.tensor_type.shape.dim
+    return [d.dim_value if d.HasField('dim_value') else -1 for d in dims]
 
 
 def to_sample(contract: Dict[str, Any], outputs: Dict[str, np.ndarray], sample):
@@ -291,8 +310,11 @@ def serve(image_path: str, model: str, runtime: str = 'onnxruntime',
                              'or openvino')
         sample = sdk_predict(contract, work_dir, image)
     else:
-        run = onnxruntime_model(onnx_path) if runtime == 'onnxruntime' \
-            else openvino_model(onnx_path, precision)
+        if runtime == 'onnxruntime':
+            run = onnxruntime_model(onnx_path)
+        else:  # mmdeploy's OpenVINO model where its conversion wrote one, else the ONNX file
+            xml = osp.join(osp.dirname(onnx_path), 'end2end.xml')
+            run = openvino_model(xml if osp.isfile(xml) else onnx_path, precision)
         x, sample = preprocess(contract, image_path)
         sample = to_sample(contract, run(x), sample)
     return Prediction(contract['library'], sample, meta, image)
@@ -327,4 +349,5 @@ def describe(prediction: Prediction, score_thr: float = 0.3, top: int = 10) -> L
 
 
 __all__ = ['Prediction', 'RUNTIMES', 'ServeError', 'describe', 'load_contract', 'locate',
-           'onnxruntime_model', 'openvino_model', 'preprocess', 'serve', 'to_sample']
+           'onnx_input_axes', 'onnxruntime_model', 'openvino_model', 'preprocess', 'serve',
+           'to_sample']

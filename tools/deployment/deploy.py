@@ -85,13 +85,15 @@ def check(model_cfg, deploy_cfg, checkpoint, onnx_path, sizes) -> bool:
     pair = DeployedPair(model_cfg, deploy_cfg, checkpoint, onnx_path)
     ok = True
     if library == 'mmpretrain':
-        for (h, w), diff in classifier_agreement(pair.torch_model, onnx_path, sizes):
+        for (h, w), diff in classifier_agreement(pair.torch_model, onnx_path, sizes,
+                                                 deploy_cfg=deploy_cfg):
             good = diff <= TOLERANCE['scores']
             ok &= good
             print(f'{h}x{w}: class scores differ by {diff:.1e} (relative) '
                   f'{"ok" if good else "TOO MUCH"}')
     elif library == 'mmseg':
-        for (h, w), same in segmentor_agreement(pair.torch_model, onnx_path, sizes):
+        for (h, w), same in segmentor_agreement(pair.torch_model, onnx_path, sizes,
+                                                deploy_cfg=deploy_cfg):
             good = same >= TOLERANCE['pixels']
             ok &= good
             print(f'{h}x{w}: {100 * same:.3f}% of pixels get the same class '
