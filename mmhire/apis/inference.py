@@ -14,7 +14,10 @@ def _read_rgb(image_path: str) -> np.ndarray:
 
     if not osp.isfile(image_path):
         raise FileNotFoundError(f'image {image_path!r} does not exist')
-    image = mmcv.imread(image_path, channel_order='rgb')
+    try:
+        image = mmcv.imread(image_path, channel_order='rgb')
+    except Exception:  # noqa: BLE001 (OpenCV's error on bytes it cannot decode)
+        image = None
     if image is None:
         raise ValueError(f'image {image_path!r} could not be decoded')
     return image
@@ -100,7 +103,17 @@ def draw_prediction(library: str, image: np.ndarray, sample, dataset_meta: dict,
     """Draws ``sample`` (a prediction at the image's size) on the RGB ``image`` with the
     library's visualizer and writes it to ``out_file``: boxes and masks, the class map, or
     the top class."""
+    from mmengine.registry import DefaultScope
+
     os.makedirs(osp.dirname(osp.abspath(out_file)), exist_ok=True)
+    with DefaultScope.overwrite_default_scope(library):
+        _draw(library, image, sample, dataset_meta, out_file, score_thr)
+    if not osp.isfile(out_file):
+        raise RuntimeError(f'the visualizer did not write {out_file}')
+
+
+def _draw(library: str, image: np.ndarray, sample, dataset_meta: dict, out_file: str,
+          score_thr: float) -> None:
     if library == 'mmdet':
         from mmdet.registry import VISUALIZERS
 
@@ -122,8 +135,6 @@ def draw_prediction(library: str, image: np.ndarray, sample, dataset_meta: dict,
         visualizer = VISUALIZERS.build(dict(type='UniversalVisualizer', name='mmhire_cls'))
         visualizer.visualize_cls(image, sample, classes=(dataset_meta or {}).get('classes'),
                                  resize=max(224, min(image.shape[:2])), out_file=out_file)
-    if not osp.isfile(out_file):
-        raise RuntimeError(f'the visualizer did not write {out_file}')
 
 
 def inference_and_draw(config, checkpoint: str, image_path: str, out_file: str,

@@ -117,15 +117,19 @@ def preprocess(contract: Dict[str, Any], image_path: str) -> Tuple[np.ndarray, A
     config's test pipeline and data preprocessor, and the data sample that carries the
     image's sizes (``ori_shape``, ``img_shape``, ``scale_factor``)."""
     from mmengine.dataset import Compose
+    from mmengine.registry import DefaultScope
 
     library = contract['library']
-    transforms = _registry(library, 'TRANSFORMS')
-    pipeline = Compose([transforms.build(_tuples(step)) for step in contract['test_pipeline']])
-    data = pipeline(dict(img_path=image_path))
     settings = _tuples(contract['data_preprocessor'])
     if contract['input']['normalized_in_graph']:
         settings.update(mean=None, std=None)
-    preprocessor = _registry(library, 'MODELS').build(settings)
+    # built in the library's scope, whatever scope an earlier model set
+    with DefaultScope.overwrite_default_scope(library):
+        transforms = _registry(library, 'TRANSFORMS')
+        pipeline = Compose([transforms.build(_tuples(step))
+                            for step in contract['test_pipeline']])
+        preprocessor = _registry(library, 'MODELS').build(settings)
+    data = pipeline(dict(img_path=image_path))
     with torch.no_grad():
         batch = preprocessor(dict(inputs=[data['inputs']], data_samples=[data['data_samples']]),
                              False)

@@ -178,7 +178,6 @@ def main(argv=None) -> int:
     )
     from mmhire.utils.fileio import write_atomic
     try:
-        contract = contract_for(args)
         if args.segmentor:
             model = build_segmentor(args.segmentor, args.checkpoint, args.logits)
         elif args.classifier is not None:
@@ -186,6 +185,7 @@ def main(argv=None) -> int:
                                      args.checkpoint)
         else:
             model = build_backbone(args.arch, args.checkpoint)
+        contract = contract_for(args)
         if args.normalize_in_graph:
             model = NormalizeInGraph(model, contract['input']['mean'],
                                      contract['input']['std'])
