@@ -204,8 +204,8 @@ def to_sample(contract: Dict[str, Any], outputs: Dict[str, np.ndarray], sample):
         scores = torch.from_numpy(np.asarray(arrays[0][0], dtype=np.float32))
         return sample.set_pred_score(scores).set_pred_label(int(scores.argmax()))
     if library == 'mmseg':
-        if 'logits' in outputs:
-            return _class_map_of_logits(contract, outputs['logits'], sample)
+        if contract['task'] == 'segmentation-logits':
+            return _class_map_of_logits(contract, arrays[0], sample)
         return _class_map(arrays[0], sample)
     return _detections(contract, outputs, sample)
 

@@ -353,3 +353,122 @@ def test_mmdeploy_exports_a_bare_backbone_after_import_mmhire(tmp_path):
     line = result.stdout.strip().splitlines()[-1].split()
     assert line[:2] == ['same_shape', 'True']
     assert float(line[-1]) < 1e-4
+
+
+# Serving the work dirs: tools/deployment/serve.py in ONNX Runtime, OpenVINO and mmdeploy's SDK,
+# against tools/inference.py's PyTorch model on the demo images.
+
+OPENVINO_CONFIGS = {CLS: 'classification_openvino_dynamic-224x224',
+                    UPERNET: 'segmentation_openvino_dynamic-512x512',
+                    MASK_RCNN: 'instance-seg_openvino_dynamic-800x1344'}
+
+
+@pytest.fixture(scope='module')
+def demo_images(tmp_path_factory):
+    """A demo scene as the demo sets render it (128x128) and the same scene at 160x120, which
+    every test pipeline here resizes."""
+    import cv2
+
+    from mmhire.datasets.demo_data import render_scene
+    folder = tmp_path_factory.mktemp('images')
+    scene, _ = render_scene(np.random.default_rng(5), 128)
+    square, wide = str(folder / 'scene.png'), str(folder / 'scene_160x120.jpg')
+    cv2.imwrite(square, scene)
+    cv2.imwrite(wide, cv2.resize(scene, (160, 120)))
+    return [square, wide]
+
+
+def assert_served_like_pytorch(config, checkpoint, model, runtime, images):
+    """serve() of the deployed ``model`` equals mmhire's inference of the PyTorch model on
+    every image: the same top-1 with probabilities within 1e-4 (1e-2 and the top-1 only for
+    the SDK, whose resize differs from mmcv's); >= 99.9% of the pixels (on an image the test
+    pipeline keeps at its size: the class map in the graph is resized by nearest class);
+    PyTorch's ten best detections found again (same label, IoU >= 0.99, scores within 1e-3,
+    pasted masks agreeing on >= 99% of the pixels), in the image's coordinates."""
+    from mmhire.apis.inference import predict
+    from mmhire.deployment.check import match_detections
+    from mmhire.deployment.serve import serve
+    for image in images:
+        library, expected, _ = predict(config, checkpoint, image)
+        got = serve(image, model, runtime).sample
+        if library == 'mmpretrain':
+            assert int(got.pred_label) == int(expected.pred_label), image
+            top = int(expected.pred_label)
+            tolerance = 1e-2 if runtime == 'sdk' else 1e-4
+            assert abs(float(got.pred_score[top] - expected.pred_score[top])) < tolerance
+            if runtime != 'sdk':
+                assert float((got.pred_score - expected.pred_score).abs().max()) < tolerance
+        elif library == 'mmseg':
+            a, b = got.pred_sem_seg.data, expected.pred_sem_seg.data
+            assert a.shape == b.shape
+            if image.endswith('.png'):
+                assert float((a == b).float().mean()) >= 0.999, image
+        else:
+            report = match_detections(expected.pred_instances, got.pred_instances)
+            assert report['compared'] == report['matched'] == 10, (image, report)
+            assert report['min_iou'] >= 0.99 and report['max_score_diff'] <= 1e-3, report
+            assert report['min_mask_agreement'] >= 0.99, report
+            assert got.pred_instances.masks.shape[-2:] == expected.pred_instances.masks.shape[
+                -2:]
+
+
+@pytest.mark.parametrize('runtime', ['onnxruntime', 'openvino'])
+@pytest.mark.parametrize('config', [CLS, UPERNET, MASK_RCNN], ids=['cls', 'upernet', 'mask_rcnn'])
+def test_serve_the_onnxruntime_work_dir(deployed, repo, demo_images, config, runtime):
+    """The ONNX Runtime work dir served in ONNX Runtime and, its end2end.onnx, in OpenVINO."""
+    work, checkpoint, _ = deployed(config)
+    assert_served_like_pytorch(osp.join(repo, config), checkpoint, work, runtime, demo_images)
+
+
+@pytest.mark.parametrize('config', [CLS, UPERNET], ids=['cls', 'upernet'])
+def test_sdk_serves_classifiers_and_segmentors(deployed, repo, demo_images, config):
+    """mmdeploy's SDK (mmdeploy-runtime 1.3.1) on the work dir, twice in a row."""
+    work, checkpoint, _ = deployed(config)
+    for _ in range(2):
+        assert_served_like_pytorch(osp.join(repo, config), checkpoint, work, 'sdk',
+                                   demo_images)
+
+
+def test_sdk_detector_is_refused_with_the_reason(deployed, demo_images, capsys):
+    from conftest import load_tool
+    work, _, _ = deployed(MASK_RCNN)
+    serve_tool = load_tool('deployment/serve.py')
+    assert serve_tool.main([demo_images[0], '--model', work, '--runtime', 'sdk']) == 2
+    err = capsys.readouterr().err
+    assert 'does not serve detectors reliably' in err and '--runtime onnxruntime' in err
+
+
+@pytest.mark.parametrize('config', [CLS, UPERNET, MASK_RCNN], ids=['cls', 'upernet', 'mask_rcnn'])
+def test_openvino_through_mmdeploy(deployed, repo, demo_images, config):
+    """mmhire's OpenVINO deploy configs: mmdeploy's export and Model Optimizer step write
+    end2end.xml/.bin (converted at one size); run by OpenVINO at other sizes they agree with
+    PyTorch as the ONNX Runtime deployment does, and serve.py serves the work dir."""
+    from mmhire.deployment.check import (
+        DeployedPair,
+        classifier_agreement,
+        match_detections,
+        segmentor_agreement,
+    )
+    work, checkpoint, model = deployed(config, OPENVINO_CONFIGS[config])
+    assert {'end2end.xml', 'end2end.bin', 'end2end.onnx'} <= set(os.listdir(work))
+    cfg = deploy_cfg(OPENVINO_CONFIGS[config])
+    onnx_path = f'{work}/end2end.onnx'
+    if config == CLS:
+        results = classifier_agreement(model, onnx_path, OTHER_SIZES, batch=2,
+                                       deploy_cfg=cfg)
+        assert max(diff for _, diff in results) < 1e-4, results
+    elif config == UPERNET:
+        results = segmentor_agreement(model, onnx_path, OTHER_SIZES, deploy_cfg=cfg)
+        assert min(same for _, same in results) >= 0.999, results
+    else:
+        pair = DeployedPair(load_config(osp.join(repo, config)), cfg, checkpoint, onnx_path)
+        rng = np.random.default_rng(0)
+        for size in [(64, 64), (96, 128), (160, 224)]:
+            image = rng.integers(0, 256, (*size, 3), dtype=np.uint8)
+            expected, got, _ = pair.predict(image, size)
+            report = match_detections(expected.pred_instances, got.pred_instances)
+            assert report['compared'] == report['matched'] == 10, (size, report)
+            assert report['min_iou'] >= 0.99 and report['max_score_diff'] <= 1e-3, report
+            assert report['min_mask_agreement'] >= 0.99, report
+    assert_served_like_pytorch(osp.join(repo, config), checkpoint, work, 'openvino',
+                               demo_images)
