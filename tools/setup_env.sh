@@ -7,8 +7,9 @@
 #   default  the newest tested stack, requirements/stack.txt, in <repo>/.venv
 #   floor    the oldest supported stack (torch 2.1, numpy 1.26), requirements/stack-floor.txt,
 #            in <repo>/.venv-floor
-#   deploy   the floor stack plus mmdeploy and its ONNX Runtime (requirements/deploy.txt), in
-#            <repo>/.venv-deploy; it reuses the floor stack's compiled mmcv
+#   deploy   the floor stack plus mmdeploy, its ONNX Runtime, OpenVINO 2023.3 with the Model
+#            Optimizer and mmdeploy's SDK (requirements/deploy.txt), in <repo>/.venv-deploy;
+#            it reuses the floor stack's compiled mmcv
 #
 # Environment variables:
 #   MMHIRE_VENV   where the environment lives (default: as above)
@@ -41,7 +42,7 @@ inputs_hash() {
 }
 
 imports='import mmcv.ops, mmdet, mmseg, mmpretrain, mmhire'
-[ "$STACK" = deploy ] && imports="$imports, mmdeploy, onnxruntime"
+[ "$STACK" = deploy ] && imports="$imports, mmdeploy, onnxruntime, openvino, mmdeploy_runtime"
 stamp="$VENV/.mmhire-setup-stamp"
 want="$(inputs_hash) cuda=${FORCE_CUDA:-auto}"
 if [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$want" ] \

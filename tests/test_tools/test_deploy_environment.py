@@ -28,6 +28,14 @@ def test_mmdeploy_not_installed(monkeypatch, tmp_path):
     assert not (tmp_path / 'out').exists()
 
 
+def test_openvino_needs_the_model_optimizer(monkeypatch):
+    """A deployment to OpenVINO names openvino-dev, whose Model Optimizer mmdeploy runs."""
+    monkeypatch.setattr(compat, 'TORCH_VERSION', (2, 1, 2))
+    monkeypatch.setattr(deploy_api, 'model_optimizer', lambda: None)
+    with pytest.raises(deploy_api.DeployError, match='openvino-dev 2023.3.*make setup-deploy'):
+        deploy_api.check_environment('openvino')
+
+
 def test_command_line_says_so(monkeypatch, capsys, tmp_path):
     from mmhire.__main__ import main
     monkeypatch.setattr(compat, 'TORCH_VERSION', (2, 14, 1))
@@ -41,6 +49,9 @@ def test_deploy_configs_are_listed_and_resolved():
     assert set(deploy_api.DEFAULT_DEPLOY_CONFIGS.values()) <= set(names)
     assert {'classification_onnxruntime_static-224x224', 'segmentation_onnxruntime_static-512x512',
             'instance-seg_onnxruntime_static-800x1344'} <= set(names)
+    for task, size in [('classification', '224x224'), ('segmentation', '512x512'),
+                       ('instance-seg', '800x1344')]:
+        assert {f'{task}_openvino_dynamic-{size}', f'{task}_openvino_static-{size}'} <= set(names)
     for name in names:
         assert deploy_api.resolve_deploy_config(name).endswith(f'configs/deploy/{name}.py')
     with pytest.raises(deploy_api.DeployError, match='neither a file nor'):
