@@ -15,10 +15,13 @@ def test_benchmark_writes_table_json_and_chart(tmp_path, capsys):
         '--warmup', '0', '--modes', 'infer_fp32', 'train_bf16', '--out-dir', str(tmp_path)
     ]) == 0
     data = json.loads((tmp_path / 'benchmark.json').read_text())
-    assert data['matmul_gflops']['fp32'] > 0 and data['matmul_gflops']['bf16'] > 0
+    bf16 = benchmark.cpu_has_bf16(benchmark.cpu_info())
+    assert data['matmul_gflops']['fp32'] > 0
+    assert (data['matmul_gflops'].get('bf16', 0) > 0) == bf16
     rows = data['results']
+    modes = ('infer_fp32', 'train_bf16') if bf16 else ('infer_fp32', )
     assert {(r['model'], r['mode']) for r in rows} == {
-        (m, mode) for m in models for mode in ('infer_fp32', 'train_bf16')}
+        (m, mode) for m in models for mode in modes}
     for row in rows:
         assert row['images_per_s'] > 0 and row['min'] <= row['seconds'] <= row['max']
         assert row['gmacs'] > 0 and row['peak_mib'] >= 0
@@ -27,6 +30,31 @@ def test_benchmark_writes_table_json_and_chart(tmp_path, capsys):
     assert 'Large-matmul rate' in table and 'threads' in table
     assert (tmp_path / 'benchmark.png').stat().st_size > 1000
     assert 'hire_s_reference' in capsys.readouterr().out
+
+
+def test_cpu_without_bf16_skips_bf16(tmp_path, monkeypatch, capsys):
+    """On a CPU without bf16 instructions (torch's capability AVX2, as on a first-generation
+    AMD EPYC, where the bf16 probe alone ran for over 30 minutes) the bf16 probe and modes are
+    left out, and the table says so; the CPU is named with family, model and ISA flags."""
+    monkeypatch.setattr(benchmark, 'cpu_info', lambda: dict(
+        cpu='AMD EPYC 7571', family='23', model='1', isa=['avx2'], capability='AVX2'))
+    probed = []
+    monkeypatch.setattr(benchmark, 'matmul_rate', lambda device, dtype: probed.append(dtype)
+                        or 50.)
+    assert benchmark.main(['--models', 'hire_t', '--sizes', '64', '--batch-size', '1',
+                           '--repeats', '1', '--warmup', '0', '--modes', 'infer_fp32',
+                           'infer_bf16', 'train_bf16', '--out-dir', str(tmp_path)]) == 0
+    import torch
+    assert probed == [torch.float32]
+    data = json.loads((tmp_path / 'benchmark.json').read_text())
+    assert [r['mode'] for r in data['results']] == ['infer_fp32']
+    table = (tmp_path / 'benchmark.md').read_text()
+    assert 'bf16 left out (infer_bf16, train_bf16): this CPU has no bf16 instructions' in table
+    assert 'AMD EPYC 7571 (family 23, model 1; avx2; torch capability AVX2)' in table
+    assert 'no bf16 instructions' in capsys.readouterr().out
+    assert not benchmark.cpu_has_bf16(dict(isa=['avx2', 'avx512f'], capability='AVX512'))
+    assert benchmark.cpu_has_bf16(dict(isa=['avx2', 'avx512f', 'avx512_bf16']))
+    assert benchmark.cpu_has_bf16(dict(isa=['avx2', 'amx_bf16']))
 
 
 def test_benchmark_rejects_bad_arguments():

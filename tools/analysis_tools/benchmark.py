@@ -442,18 +442,62 @@ def run(args) -> List[Dict]:
     return rows
 
 
-def environment(device: torch.device) -> Dict[str, object]:
-    info = dict(torch=torch.__version__, python=platform.python_version(),
-                threads=torch.get_num_threads(), device=str(device),
-                cpu=platform.processor() or platform.machine())
+#: The CPU instruction sets that decide which kernels run, named in every table.
+ISA_FLAGS = ('avx2', 'avx512f', 'avx512_vnni', 'avx512_bf16', 'amx_tile', 'amx_bf16')
+
+
+def cpu_info() -> Dict[str, object]:
+    """The CPU as lscpu names it: model name, family, model, the ISA flags of
+    :data:`ISA_FLAGS` it has, and torch's CPU capability (AVX2, AVX512, ...)."""
+    info: Dict[str, object] = dict(cpu=platform.processor() or platform.machine())
+    fields = {}
     try:
         with open('/proc/cpuinfo') as f:
             for line in f:
-                if line.startswith('model name'):
-                    info['cpu'] = line.split(':', 1)[1].strip()
-                    break
+                if not line.strip():
+                    break  # the first processor is enough
+                key, _, value = line.partition(':')
+                fields[key.strip()] = value.strip()
     except OSError:
         pass
+    if 'model name' in fields:
+        info['cpu'] = fields['model name']
+    for key in ('cpu family', 'model'):
+        if key in fields:
+            info[key.replace('cpu ', '')] = fields[key]
+    flags = fields.get('flags', '').split()
+    info['isa'] = [f for f in ISA_FLAGS if f in flags]
+    capability = getattr(getattr(torch.backends, 'cpu', None), 'get_cpu_capability', None)
+    info['capability'] = capability() if capability else 'unknown'
+    return info
+
+
+def cpu_has_bf16(info: Dict[str, object]) -> bool:
+    """Whether the CPU computes bf16 products in hardware (avx512_bf16 or AMX). Where it does
+    not (torch's capability AVX2: a first-generation AMD EPYC), a bf16 product has no fast
+    kernel: the 2048^3 probe alone ran for over 30 minutes there."""
+    isa = info.get('isa') or []
+    if isa:
+        return 'avx512_bf16' in isa or 'amx_bf16' in isa
+    return info.get('capability') not in ('AVX2', 'DEFAULT', 'NO AVX')
+
+
+def cpu_name(info: Dict[str, object]) -> str:
+    """``AMD EPYC 9R14 (family 25, model 17; avx2, avx512f, avx512_bf16; torch AVX512)``."""
+    details = []
+    if 'family' in info:
+        details.append(f'family {info["family"]}, model {info.get("model", "?")}')
+    if info.get('isa') is not None:
+        details.append(', '.join(info['isa']) or 'no AVX2')
+    details.append(f'torch capability {info.get("capability")}')
+    return f'{info["cpu"]} ({"; ".join(details)})'
+
+
+def environment(device: torch.device) -> Dict[str, object]:
+    cpu = cpu_info()
+    info = dict(torch=torch.__version__, python=platform.python_version(),
+                threads=torch.get_num_threads(), device=str(device), cpu=cpu_name(cpu),
+                cpu_info=cpu)
     if device.type == 'cuda':
         info['gpu'] = torch.cuda.get_device_name(device)
         info['cuda'] = torch.version.cuda
@@ -479,7 +523,9 @@ def markdown(rows: List[Dict], env: Dict, rates: Dict[str, float]) -> str:
         f'; torch {env["torch"]}, {env["threads"]} threads, device {env["device"]}.',
         '',
         'Large-matmul rate (2048^3) measured in the same run: ' +
-        ', '.join(f'{k} {v:.0f} GFLOP/s' for k, v in rates.items()) + '.',
+        ', '.join(f'{k} {v:.0f} GFLOP/s' for k, v in rates.items()) + '.' +
+        (f' bf16 left out ({", ".join(env["no_bf16"]) or "none asked"}): this CPU has no '
+         'bf16 instructions.' if 'no_bf16' in env else ''),
         '',
         '| model | mode | input | batch | images/s | ms/batch (median, min-max) | GMACs/img | '
         'GFLOP/s | of matmul rate | peak MiB |',
@@ -571,12 +617,24 @@ def parse_args(argv=None):
 def main(argv=None) -> int:
     args = parse_args(argv)
     device = torch.device(args.device)
-    rates = dict(fp32=matmul_rate(device, torch.float32),
-                 bf16=matmul_rate(device, torch.bfloat16))
-    print(f'matmul 2048^3: fp32 {rates["fp32"]:.0f} GFLOP/s, bf16 {rates["bf16"]:.0f} GFLOP/s, '
-          f'{torch.get_num_threads()} threads')
-    rows = run(args)
     env = environment(device)
+    print(f'machine: {env["cpu"]}')
+    rates = dict(fp32=matmul_rate(device, torch.float32))
+    if device.type == 'cpu' and not cpu_has_bf16(env['cpu_info']):
+        skipped = [m for m in args.modes if m.endswith('bf16')]
+        args.modes = [m for m in args.modes if not m.endswith('bf16')]
+        env['no_bf16'] = skipped
+        print(f'bf16 left out ({", ".join(skipped) or "no bf16 mode asked"}; no bf16 matmul '
+              f'probe): this CPU has no bf16 instructions (torch capability '
+              f'{env["cpu_info"]["capability"]})')
+    else:
+        rates['bf16'] = matmul_rate(device, torch.bfloat16)
+    print('matmul 2048^3: ' + ', '.join(f'{k} {v:.0f} GFLOP/s' for k, v in rates.items())
+          + f', {torch.get_num_threads()} threads')
+    if not args.modes:
+        print('error: no mode left to measure', file=sys.stderr)
+        return 2
+    rows = run(args)
     memory = None
     if args.cp_memory:
         memory = checkpoint_memory(device=args.device)
