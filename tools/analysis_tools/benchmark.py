@@ -24,8 +24,9 @@ mmpretrain's ``resnet50``, ``swin_t``, ``convnext_t``, ``poolformer_s24``. Every
 whole ImageNet classifier: backbone, global average pooling and a 1000-way linear layer.
 
 Deployed models (inference only): any of them with ``_ort`` or ``_openvino`` appended
-(``hire_s_ort``, ``resnet50_openvino``) is its inference form exported once to ONNX (the
-TorchScript exporter, dynamic batch, height and width) and run by ONNX Runtime or OpenVINO on
+(``hire_s_ort``, ``resnet50_openvino``) is its inference form exported to ONNX at each size
+(the TorchScript exporter; not every model's graph serves other sizes) and run by ONNX
+Runtime or OpenVINO on
 the CPU with as many threads as torch uses. OpenVINO runs ``infer_fp32`` in fp32 (its
 precision hint set, since it would pick bf16 on CPUs with AMX) and ``infer_bf16`` in bf16;
 ONNX Runtime runs ``infer_fp32`` only. Other modes of deployed models are left out.
@@ -395,15 +396,16 @@ def run(args) -> List[Dict]:
         base, runtime = deployed_runtime(name)
         model = build_model(name).to(device)
         forms = dict(infer=inference_form(base, model), train=training_form(base, model))
-        runner = None
-        if runtime is not None:
-            height, width, batch = args.sizes[0]
-            runner = DeployedRunner(forms['infer'], runtime,
-                                    torch.randn(batch or args.batch_size, 3, height, width),
-                                    osp.join(scratch, f'{base}.onnx'), torch.get_num_threads())
         for height, width, batch in args.sizes:
             batch = batch or args.batch_size
             x = torch.randn(batch, 3, height, width, device=device)
+            runner = None
+            if runtime is not None:
+                # exported at each size: not every model's graph serves other sizes (Swin's
+                # window reshapes keep the traced batch)
+                runner = DeployedRunner(forms['infer'], runtime, x.cpu(),
+                                        osp.join(scratch, f'{base}_{height}x{width}.onnx'),
+                                        torch.get_num_threads())
             macs = macs_per_image(model, height, width)
             size = str(height) if height == width else f'{height}x{width}'
             for mode in args.modes:
