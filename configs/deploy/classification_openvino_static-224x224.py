@@ -1,6 +1,5 @@
-# mmpretrain classifier -> OpenVINO at a fixed 224x224 input (input_shape is W, H).
-_base_ = ['./_base_/classification.py']
-onnx_config = dict(input_shape=[224, 224])
+# mmpretrain classifier -> OpenVINO at a fixed 224x224 input.
+_base_ = ['./classification_onnxruntime_static-224x224.py']
 backend_config = dict(
     type='openvino',
     # float32 weights: the Model Optimizer of OpenVINO 2023 stores them in float16 by default

@@ -1,7 +1,5 @@
-# mmdet Mask R-CNN / Cascade Mask R-CNN -> OpenVINO at a fixed 800x1344 input (input_shape is
-# W, H: 1344 wide, 800 high).
-_base_ = ['./_base_/instance_seg.py']
-onnx_config = dict(input_shape=[1344, 800])
+# mmdet Mask R-CNN / Cascade Mask R-CNN -> OpenVINO at a fixed 800x1344 input (H x W).
+_base_ = ['./instance-seg_onnxruntime_static-800x1344.py']
 backend_config = dict(
     type='openvino',
     # float32 weights: the Model Optimizer of OpenVINO 2023 stores them in float16 by default

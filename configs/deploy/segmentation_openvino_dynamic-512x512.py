@@ -1,11 +1,7 @@
-# mmseg segmentor -> OpenVINO through mmdeploy's Model Optimizer step: the ONNX file has
-# dynamic batch, height and width; the OpenVINO model is converted at 1x3x512x512 and
-# mmdeploy's OpenVINO wrapper reshapes it to the size of each input.
-_base_ = ['./_base_/segmentation.py']
-onnx_config = dict(
-    dynamic_axes=dict(
-        input={0: 'batch', 2: 'height', 3: 'width'},
-        output={0: 'batch', 2: 'height', 3: 'width'}))
+# mmseg segmentor -> OpenVINO through mmdeploy's Model Optimizer step: the ONNX file of the
+# dynamic ONNX Runtime config, converted at 1x3x512x512; mmhire's checks and serve.py reshape
+# the OpenVINO model to the size of each input.
+_base_ = ['./segmentation_onnxruntime_dynamic.py']
 backend_config = dict(
     type='openvino',
     # float32 weights: the Model Optimizer of OpenVINO 2023 stores them in float16 by default

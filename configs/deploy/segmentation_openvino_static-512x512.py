@@ -1,6 +1,5 @@
-# mmseg segmentor -> OpenVINO at a fixed 512x512 input (input_shape is W, H).
-_base_ = ['./_base_/segmentation.py']
-onnx_config = dict(input_shape=[512, 512])
+# mmseg segmentor -> OpenVINO at a fixed 512x512 input.
+_base_ = ['./segmentation_onnxruntime_static-512x512.py']
 backend_config = dict(
     type='openvino',
     # float32 weights: the Model Optimizer of OpenVINO 2023 stores them in float16 by default

@@ -7,9 +7,10 @@ import os.path as osp
 import numpy as np
 import pytest
 import torch
+from demo_models import random_checkpoint, write_demo_scenes
 
 from mmhire.deployment.deploy import DeployError, deploy
-from mmhire.utils.config import build_model, load_config
+from mmhire.utils.config import load_config
 
 pytestmark = pytest.mark.deploy
 
@@ -18,22 +19,6 @@ UPERNET = 'configs/demo/upernet_hire_t_ade20k_demo.py'
 SEM_FPN = 'configs/sem_fpn_hire_t_ade20k.py'
 MASK_RCNN = 'configs/demo/mask_rcnn_hire_t_coco_demo.py'
 CASCADE = 'configs/cascade_mask_rcnn_hire_t_coco_ms3x.py'
-
-
-def random_checkpoint(config, path, seed=0):
-    """A checkpoint of the config's model with random weights and trained-looking BatchNorm
-    statistics (so that folding them matters)."""
-    cfg = load_config(config)
-    cfg.model.backbone.init_cfg = None
-    torch.manual_seed(seed)
-    model = build_model(cfg)
-    model.init_weights()
-    for module in model.modules():
-        if isinstance(module, torch.nn.modules.batchnorm._BatchNorm):
-            module.running_mean.uniform_(-0.5, 0.5)
-            module.running_var.uniform_(0.5, 2.)
-    torch.save({'state_dict': model.state_dict(), 'meta': {}}, path)
-    return model.eval()
 
 
 def deploy_cfg(name):
@@ -365,17 +350,7 @@ OPENVINO_CONFIGS = {CLS: 'classification_openvino_dynamic-224x224',
 
 @pytest.fixture(scope='module')
 def demo_images(tmp_path_factory):
-    """A demo scene as the demo sets render it (128x128) and the same scene at 160x120, which
-    every test pipeline here resizes."""
-    import cv2
-
-    from mmhire.datasets.demo_data import render_scene
-    folder = tmp_path_factory.mktemp('images')
-    scene, _ = render_scene(np.random.default_rng(5), 128)
-    square, wide = str(folder / 'scene.png'), str(folder / 'scene_160x120.jpg')
-    cv2.imwrite(square, scene)
-    cv2.imwrite(wide, cv2.resize(scene, (160, 120)))
-    return [square, wide]
+    return write_demo_scenes(tmp_path_factory.mktemp('images'))
 
 
 def assert_served_like_pytorch(config, checkpoint, model, runtime, images):

@@ -9,14 +9,13 @@ import cv2
 import numpy as np
 import onnx
 import pytest
-import torch
 from conftest import REPO_ROOT, load_tool
+from demo_models import random_checkpoint, write_demo_scenes
 
 from mmhire.apis.inference import predict
-from mmhire.datasets.demo_data import SHAPES, render_scene
+from mmhire.datasets.demo_data import SHAPES
 from mmhire.deployment.contract import CONTRACT_KEY, read_contract
 from mmhire.deployment.serve import ServeError, serve
-from mmhire.utils.config import build_model, load_config
 
 export_tool = load_tool('deployment/export_onnx.py')
 serve_tool = load_tool('deployment/serve.py')
@@ -29,41 +28,18 @@ RUNTIMES = ['onnxruntime', pytest.param('openvino', marks=pytest.mark.skipif(
     'the default stack has it'))]
 
 
-def trained_looking_checkpoint(config, path, classes=None, seed=0):
-    """Random weights with randomised BatchNorm statistics, saved as a training saves them
-    (with the class names in the meta where given)."""
-    cfg = load_config(config)
-    cfg.model.backbone.init_cfg = None
-    torch.manual_seed(seed)
-    model = build_model(cfg)
-    model.init_weights()
-    for module in model.modules():
-        if isinstance(module, torch.nn.modules.batchnorm._BatchNorm):
-            module.running_mean.uniform_(-0.5, 0.5)
-            module.running_var.uniform_(0.5, 2.)
-    meta = {'dataset_meta': {'classes': classes}} if classes else {}
-    torch.save({'state_dict': model.state_dict(), 'meta': meta}, path)
-    return str(path)
-
-
 @pytest.fixture(scope='module')
 def images(tmp_path_factory):
-    """A demo scene as the demo sets render it (128x128, PNG), and the same scene at 160x120
-    (JPEG), which every test pipeline here resizes."""
-    folder = tmp_path_factory.mktemp('images')
-    scene, _ = render_scene(np.random.default_rng(5), 128)
-    square, wide = str(folder / 'scene.png'), str(folder / 'scene_160x120.jpg')
-    cv2.imwrite(square, scene)
-    cv2.imwrite(wide, cv2.resize(scene, (160, 120)))
-    return [square, wide]
+    return write_demo_scenes(tmp_path_factory.mktemp('images'))
 
 
 @pytest.fixture(scope='module')
 def exported(tmp_path_factory):
     """Each model exported once for the module: name -> (onnx file, config, checkpoint)."""
     folder = tmp_path_factory.mktemp('exported')
-    cls_ckpt = trained_looking_checkpoint(CLS, folder / 'cls.pth', classes=list(SHAPES))
-    seg_ckpt = trained_looking_checkpoint(UPERNET, folder / 'seg.pth')
+    cls_ckpt, seg_ckpt = str(folder / 'cls.pth'), str(folder / 'seg.pth')
+    random_checkpoint(CLS, cls_ckpt, classes=list(SHAPES))
+    random_checkpoint(UPERNET, seg_ckpt)
     made = {}
     for name, argv, config, checkpoint in [
         ('classifier', ['--classifier', CLS, '--shape', '64', '64'], CLS, cls_ckpt),
