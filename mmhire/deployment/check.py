@@ -16,24 +16,18 @@ import torch
 import torch.nn.functional as F
 from mmengine.config import Config
 
+from .deploy import BACKEND_FILES, backend_of
 from .export import onnx_session
 
 Size = Tuple[int, int]
 
 
-def backend_of(deploy_cfg: Optional[Config]) -> str:
-    """The deploy config's backend (``onnxruntime`` without a config)."""
-    if deploy_cfg is None:
-        return 'onnxruntime'
-    return str((deploy_cfg.get('backend_config') or {}).get('type', 'onnxruntime'))
-
-
 def backend_files(onnx_path: str, deploy_cfg: Optional[Config] = None) -> List[str]:
     """The files mmdeploy's backend model of a deployment loads: ``end2end.onnx`` for ONNX
-    Runtime, ``end2end.xml`` and ``.bin`` beside it for OpenVINO."""
-    if backend_of(deploy_cfg) == 'openvino':
-        return [osp.join(osp.dirname(onnx_path), f'end2end.{ext}') for ext in ('xml', 'bin')]
-    return [onnx_path]
+    Runtime, the backend's own files beside it for another (OpenVINO's ``end2end.xml`` and
+    ``.bin``)."""
+    own = BACKEND_FILES.get(backend_of(deploy_cfg))
+    return [osp.join(osp.dirname(onnx_path), name) for name in own] if own else [onnx_path]
 
 
 class OpenVINOBackend(torch.nn.Module):
@@ -60,12 +54,12 @@ class OpenVINOBackend(torch.nn.Module):
 def backend_runner(onnx_path: str, deploy_cfg: Optional[Config] = None
                    ) -> Callable[[np.ndarray], List[np.ndarray]]:
     """The deployed model as ``input -> outputs``: ONNX Runtime on ``end2end.onnx``, or
-    OpenVINO on ``end2end.xml`` (:class:`OpenVINOBackend`)."""
+    OpenVINO on ``end2end.xml`` in float32 (as :class:`OpenVINOBackend`)."""
     if backend_of(deploy_cfg) == 'openvino':
+        from .serve import openvino_model
         names = list(deploy_cfg.onnx_config.output_names)
-        backend = OpenVINOBackend(backend_files(onnx_path, deploy_cfg)[0], names)
-        return lambda x: [t.numpy() for t in backend.output_to_list(
-            backend({'input': torch.from_numpy(x)}))]
+        run = openvino_model(backend_files(onnx_path, deploy_cfg)[0], 'f32')
+        return lambda x: [run(x)[name] for name in names]
     session = onnx_session(onnx_path)
     return lambda x: session.run(None, {'input': x})
 
@@ -215,6 +209,6 @@ class DeployedPair:
         return metrics[0], metrics[1]
 
 
-__all__ = ['DeployedPair', 'backend_files', 'backend_of', 'backend_runner', 'box_iou',
+__all__ = ['DeployedPair', 'backend_files', 'backend_runner', 'box_iou',
            'classifier_agreement', 'match_detections', 'OpenVINOBackend', 'resized_to',
            'segmentor_agreement']

@@ -167,10 +167,10 @@ def input_contract(cfg: Config, library: str, task: str, normalized_in_graph: bo
 
 
 def write_contract(path: str, contract: Dict[str, Any]) -> None:
-    """Stores ``contract`` in the metadata of the ONNX file at ``path``, replacing the file
-    atomically (a failure leaves it as it was)."""
+    """Stores ``contract`` in the metadata of the ONNX file at ``path``, in place: call it on
+    a file that is still being written (a partial file of
+    :func:`mmhire.utils.fileio.write_atomic`, a staging folder), which is published whole."""
     from mmhire.utils.compat import import_runtime
-    from mmhire.utils.fileio import write_atomic
 
     onnx = import_runtime('onnx', 'writing an ONNX file\'s metadata')
     model = onnx.load(path)
@@ -179,7 +179,7 @@ def write_contract(path: str, contract: Dict[str, Any]) -> None:
     model.metadata_props.extend(kept)
     entry = model.metadata_props.add()
     entry.key, entry.value = CONTRACT_KEY, json.dumps(contract, sort_keys=True)
-    write_atomic(path, lambda partial: onnx.save(model, partial))
+    onnx.save(model, path)
 
 
 def read_contract(path: str) -> Optional[Dict[str, Any]]:

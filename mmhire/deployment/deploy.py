@@ -71,14 +71,27 @@ def check_environment(backend: str = 'onnxruntime') -> None:
             __import__(package)
         except ImportError:
             missing.append(package)
-    if backend == 'openvino' and not model_optimizer():
-        missing.append('openvino-dev 2023.3 (its Model Optimizer, `mo`)')
+    missing += missing_converter(backend)
     if missing:
         raise DeployError(
             f'{", ".join(missing)} {"is" if len(missing) == 1 else "are"} not installed here. '
             '`make setup-deploy` builds the deployment environment (the torch 2.1 stack with '
             'mmdeploy 1.3.1, onnxruntime 1.15.1, onnx 1.14.1, protobuf 3.20.2, openvino-dev '
             '2023.3) in .venv-deploy; run `.venv-deploy/bin/python -m mmhire deploy ...` there')
+
+
+def backend_of(deploy_cfg: Optional[Config]) -> str:
+    """The deploy config's backend (``onnxruntime`` without a config)."""
+    if deploy_cfg is None:
+        return 'onnxruntime'
+    return str((deploy_cfg.get('backend_config') or {}).get('type', 'onnxruntime'))
+
+
+def missing_converter(backend: str) -> List[str]:
+    """What the backend's conversion needs and this environment lacks."""
+    if backend == 'openvino' and not model_optimizer():
+        return ['openvino-dev 2023.3 (its Model Optimizer, `mo`)']
+    return []
 
 
 def model_optimizer() -> Optional[str]:
@@ -113,11 +126,6 @@ def convert_to_openvino(work_dir: str, deploy_cfg: Config) -> None:
                           f'{detail.decode(errors="replace")[-2000:]}') from error
     finally:
         os.environ['PATH'] = path
-
-
-def _mmdeploy_installed() -> bool:
-    import importlib.util
-    return importlib.util.find_spec('mmdeploy') is not None
 
 
 def find_backbone(model_cfg: Config) -> Optional[dict]:
@@ -170,15 +178,14 @@ def check_cascade(model_cfg: Config, deploy_cfg: Config, config_name: str) -> No
     if not isinstance(heads, (list, tuple)):
         return
     aware = [i for i, head in enumerate(heads[:-1]) if not head.get('reg_class_agnostic')]
-    backend = deploy_cfg.get('backend_config', {}).get('type')
+    backend = backend_of(deploy_cfg)
     if aware and backend not in ('onnxruntime', 'openvino'):
         raise DeployError(
             f'{config_name} is a Cascade R-CNN whose stages {aware} regress boxes per class '
             f'(reg_class_agnostic=False); for {backend!r}, mmdeploy 1.3 exports Cascade R-CNN '
             'only with class-agnostic regression in every stage but the last (mmhire\'s '
             'rewrite covers ONNX Runtime and OpenVINO). Deploy to onnxruntime or openvino, or '
-            'train with '
-            'reg_class_agnostic=True in those stages')
+            'train with reg_class_agnostic=True in those stages')
 
 
 def _has_mask_head(model_cfg: Config) -> bool:
@@ -246,16 +253,14 @@ def deploy(model_config: Union[str, Config], checkpoint: str,
            image: Optional[Union[str, np.ndarray]] = None, device: str = 'cpu',
            config_name: Optional[str] = None) -> Dict[str, str]:
     """Exports the model of ``model_config`` with the weights of ``checkpoint`` as mmdeploy
-    does (``tools/deploy.py`` without the backend conversion, which ONNX Runtime does not
-    need) and returns the written files by name.
+    does (``tools/deploy.py``: for OpenVINO its Model Optimizer step too; ONNX Runtime needs
+    no conversion) and returns the written files by name.
 
     Every check runs before anything is written; the files are made in a hidden folder of
     ``work_dir`` and moved into place only when all of them are complete, so a failed or
     interrupted deployment leaves the work dir as it was.
     """
-    backend = str((load_configs(model_config, deploy_config)[1].get('backend_config') or {})
-                  .get('type', 'onnxruntime')) if _mmdeploy_installed() else 'onnxruntime'
-    check_environment(backend)
+    check_environment()
     from mmdeploy.apis import torch2onnx
     from mmdeploy.backend.sdk.export_info import export2SDK
 
@@ -268,6 +273,11 @@ def deploy(model_config: Union[str, Config], checkpoint: str,
                                   else 'the model config')
     # copies: building the model and mmdeploy's export modify configs, the caller's stay as given
     model_cfg, deploy_cfg = (copy.deepcopy(c) for c in load_configs(model_config, deploy_config))
+    backend = backend_of(deploy_cfg)
+    missing = missing_converter(backend)
+    if missing:
+        raise DeployError(f'{missing[0]} is not installed here: `make setup-deploy` installs it '
+                          'in .venv-deploy')
     library = check_model_config(model_cfg, deploy_cfg, config_name)
     if not isinstance(image, (str, np.ndarray)) and image is not None:
         raise DeployError(f'image must be a file or an array, not {type(image).__name__}')
@@ -284,7 +294,7 @@ def deploy(model_config: Union[str, Config], checkpoint: str,
         # mmdeploy rewrites the config's test pipeline for an array input: give it a copy
         torch2onnx(image, staging, OUTPUT_FILES[0], copy.deepcopy(deploy_cfg),
                    copy.deepcopy(model_cfg), checkpoint, device)
-        write_contract(osp.join(staging, OUTPUT_FILES[0]),
+        write_contract(osp.join(staging, OUTPUT_FILES[0]),  # in the staging folder
                        deployed_contract(model_cfg, deploy_cfg, library, checkpoint))
         if backend == 'openvino':
             convert_to_openvino(staging, deploy_cfg)
@@ -337,6 +347,6 @@ def check_input_size(model_cfg: Config, deploy_cfg: Config) -> None:
 
 
 __all__ = ['BACKEND_FILES', 'DEFAULT_DEPLOY_CONFIGS', 'DeployError', 'OUTPUT_FILES',
-           'check_checkpoint', 'convert_to_openvino',
+           'backend_of', 'check_checkpoint', 'convert_to_openvino', 'missing_converter',
            'check_environment', 'check_model_config', 'deploy', 'list_deploy_configs',
            'load_configs', 'resolve_deploy_config']

@@ -92,12 +92,14 @@ def output_names(model: nn.Module) -> List[str]:
 
 
 def export_onnx(model: nn.Module, example: torch.Tensor, path: str,
-                opset: Optional[int] = None, exporter: str = 'torchscript') -> None:
+                opset: Optional[int] = None, exporter: str = 'torchscript',
+                contract: Optional[Dict] = None) -> None:
     """Writes ``model`` (in eval mode) as an ONNX file whose input ``input`` has dynamic
     batch, height and width, and whose outputs are named by :func:`output_names`. ``opset``
     defaults to 17 for the TorchScript exporter and 18 (its own) for the dynamo one.
 
-    The file is written next to ``path`` first and renamed into place
+    With ``contract`` (:func:`mmhire.deployment.contract.input_contract`), the file states
+    it in its metadata. The file is written next to ``path`` first and renamed into place
     (:func:`mmhire.utils.fileio.write_atomic`), so an export that fails leaves nothing
     behind.
     """
@@ -132,6 +134,9 @@ def export_onnx(model: nn.Module, example: torch.Tensor, path: str,
     def write(partial: str) -> None:
         with torch.no_grad(), heads:
             torch.onnx.export(model.eval(), (example, ), partial, **options)
+        if contract is not None:
+            from .contract import write_contract
+            write_contract(partial, contract)
 
     write_atomic(path, write)
 

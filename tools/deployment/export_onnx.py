@@ -169,14 +169,12 @@ def contract_for(args):
 
 def main(argv=None) -> int:
     args = parse_args(argv)
-    from mmhire.deployment.contract import write_contract
     from mmhire.deployment.export import (
         NormalizeInGraph,
         check_sizes,
         export_onnx,
         onnx_opset,
     )
-    from mmhire.utils.fileio import write_atomic
     try:
         if args.segmentor:
             model = build_segmentor(args.segmentor, args.checkpoint, args.logits)
@@ -190,13 +188,8 @@ def main(argv=None) -> int:
             model = NormalizeInGraph(model, contract['input']['mean'],
                                      contract['input']['std'])
         x = torch.randn(args.batch, 3, *args.shape)
-
-        def export_with_contract(partial: str) -> None:
-            export_onnx(model, x, partial, args.opset, args.exporter)
-            write_contract(partial, contract)
-
         # the file appears complete, its contract included, or not at all
-        write_atomic(args.out, export_with_contract)
+        export_onnx(model, x, args.out, args.opset, args.exporter, contract)
     except (ValueError, TypeError, RuntimeError, FileNotFoundError, KeyError) as err:
         print(f'error: {err}', file=sys.stderr)
         return 1
