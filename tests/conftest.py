@@ -18,6 +18,25 @@ os.environ.setdefault('TORCHINDUCTOR_CACHE_DIR', os.path.join(
     'inductor', 'torch-' + importlib.metadata.version('torch')))
 
 
+def share_cores_between_workers():
+    """Under pytest-xdist, each worker's torch (and the tools it starts as subprocesses) uses
+    its share of the cores instead of all of them: with two workers on two cores, two threads
+    each made OpenMP wait on busy cores and doubled the suite's time (docs/testing.md). An
+    OMP_NUM_THREADS set by the caller wins. Returns the threads per worker, or None."""
+    workers = int(os.environ.get('PYTEST_XDIST_WORKER_COUNT') or 1)
+    if workers < 2 or os.environ.get('OMP_NUM_THREADS'):
+        return None
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, 'sched_getaffinity') else os.cpu_count()
+    threads = max(1, (cores or 1) // workers)
+    os.environ['OMP_NUM_THREADS'] = str(threads)
+    import torch
+    torch.set_num_threads(threads)
+    return threads
+
+
+share_cores_between_workers()
+
+
 def load_tool(relpath):
     """Imports a script under tools/ as a module (tools/ is not a package)."""
     path = os.path.join(REPO_ROOT, 'tools', relpath)

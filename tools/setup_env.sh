@@ -95,7 +95,7 @@ if [ -z "$wheel" ]; then
         sed -i -E 's/-std=c\+\+1[147]/-std=c++20/g' "$src/setup.py"
         grep -q 'std=c++20' "$src/setup.py" || { log "error: could not raise the C++ standard in mmcv's setup.py"; exit 1; }
     fi
-    export MMCV_WITH_OPS=1 MAX_JOBS="${MAX_JOBS:-$(nproc)}"
+    export MMCV_WITH_OPS=1 MAX_JOBS="${MAX_JOBS:-$(env -u OMP_NUM_THREADS -u OMP_THREAD_LIMIT nproc)}"
     # The interpreter's CFLAGS carry -g: debug information for 77 template-heavy objects
     # nobody debugs. -g0 (last, so it wins) keeps the same code, optimisation and ops.
     export CFLAGS="${CFLAGS:-} -g0" CXXFLAGS="${CXXFLAGS:-} -g0"

@@ -79,7 +79,7 @@ SlurmctldPort=${MMHIRE_SLURMCTLD_PORT:-6817}
 SlurmdPort=${MMHIRE_SLURMD_PORT:-6818}
 MpiDefault=none
 KillWait=5
-NodeName=$NODE NodeAddr=127.0.0.1 CPUs=$(nproc) State=UNKNOWN
+NodeName=$NODE NodeAddr=127.0.0.1 CPUs=$(env -u OMP_NUM_THREADS -u OMP_THREAD_LIMIT nproc) State=UNKNOWN
 PartitionName=$PARTITION Nodes=$NODE Default=YES MaxTime=INFINITE State=UP OverSubscribe=YES
 EOF
 }

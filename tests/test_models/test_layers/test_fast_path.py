@@ -289,16 +289,18 @@ def test_every_module_runs_in_deploy_form(mode):
     assert missed == [] and ran > 50
 
 
-class AddOne(nn.Module):
-    """Wraps a layer and adds 1 to its output: a stand-in for LoRA, quantized or pruned
-    replacements."""
+class Perturbed(nn.Module):
+    """Wraps a layer and changes its output y to y + tanh(y): a stand-in for LoRA, quantized
+    or pruned replacements. Not a constant shift, which a train-mode BatchNorm after the last
+    block would cancel (up to rounding)."""
 
     def __init__(self, layer):
         super().__init__()
         self.layer = layer
 
     def forward(self, x):
-        return self.layer(x) + 1
+        y = self.layer(x)
+        return y + torch.tanh(y)
 
 
 # one module of each kind the fast forms touch or sit next to
@@ -322,7 +324,7 @@ def test_a_replaced_module_changes_the_output_on_every_path(path):
             reference.switch_to_deploy()
         parent, _, leaf = name.rpartition('.')
         owner = model.get_submodule(parent)
-        setattr(owner, leaf, AddOne(getattr(owner, leaf)))
+        setattr(owner, leaf, Perturbed(getattr(owner, leaf)))
         mode = {'infer_on': 'on', 'infer_off': 'off'}.get(path, 'auto')
         if path == 'train':
             torch.manual_seed(0)
