@@ -182,16 +182,24 @@ def write_contract(path: str, contract: Dict[str, Any]) -> None:
     onnx.save(model, path)
 
 
-def read_contract(path: str) -> Optional[Dict[str, Any]]:
-    """The contract stored in the ONNX file at ``path``, or None when it has none."""
+def load_onnx_header(path: str):
+    """The ONNX file at ``path`` without its external weights (graph, inputs, outputs and
+    metadata), or a ValueError that names the file."""
     from mmhire.utils.compat import import_runtime
 
     onnx = import_runtime('onnx', 'reading an ONNX file')
     try:
-        model = onnx.load(path, load_external_data=False)
+        return onnx.load(path, load_external_data=False)
     except Exception as error:  # noqa: BLE001 (onnx raises several kinds for a bad file)
         raise ValueError(f'{path!r} is not a readable ONNX file ({error}); give the .onnx '
                          'file that export_onnx.py or `python -m mmhire deploy` wrote') from None
+
+
+def read_contract(path_or_model) -> Optional[Dict[str, Any]]:
+    """The contract stored in an ONNX file (its path, or the model :func:`load_onnx_header`
+    read), or None when it has none."""
+    model = load_onnx_header(path_or_model) if isinstance(path_or_model, str) \
+        else path_or_model
     for prop in model.metadata_props:
         if prop.key == CONTRACT_KEY:
             return json.loads(prop.value)
@@ -199,5 +207,5 @@ def read_contract(path: str) -> Optional[Dict[str, Any]]:
 
 
 __all__ = ['CONTRACT_FORMAT', 'CONTRACT_KEY', 'OUTPUTS', 'data_preprocessor_cfg',
-           'dataset_meta', 'input_contract', 'output_descriptions', 'read_contract',
-           'test_pipeline_cfg', 'write_contract']
+           'dataset_meta', 'input_contract', 'load_onnx_header', 'output_descriptions',
+           'read_contract', 'test_pipeline_cfg', 'write_contract']

@@ -22,7 +22,7 @@ import torch.nn.functional as F
 
 from mmhire.utils.compat import import_runtime
 
-from .contract import input_contract, read_contract
+from .contract import input_contract, load_onnx_header, read_contract
 
 #: The runtimes :func:`serve` runs a model with.
 RUNTIMES = ('onnxruntime', 'openvino', 'sdk')
@@ -65,10 +65,14 @@ def locate(model: str) -> Tuple[str, Optional[str]]:
     return onnx_path, directory if sdk else None
 
 
-def load_contract(onnx_path: str, config: Optional[str] = None) -> Dict[str, Any]:
+def load_contract(onnx_path: str, config: Optional[str] = None,
+                  header=None) -> Dict[str, Any]:
     """The input contract the ONNX file states, or, for a file without one (exported by
-    another tool), the one of the model config ``config``."""
-    contract = read_contract(onnx_path)
+    another tool), the one of the model config ``config``. ``header`` is the file as
+    :func:`.contract.load_onnx_header` read it, where the caller has it."""
+    if header is None:
+        header = load_onnx_header(onnx_path)
+    contract = read_contract(header)
     if contract is None:
         if config is None:
             raise ServeError(
@@ -86,8 +90,7 @@ def load_contract(onnx_path: str, config: Optional[str] = None) -> Dict[str, Any
         else:
             raise ServeError(f'{config} is an {library!r} config; serve takes mmpretrain, '
                              'mmseg and mmdet models')
-        onnx = import_runtime('onnx', 'reading an ONNX file')
-        names = [o.name for o in onnx.load(onnx_path, load_external_data=False).graph.output]
+        names = [o.name for o in header.graph.output]
         contract = input_contract(cfg, library, task, output_names=names)
     if contract['task'] == 'backbone':
         raise ServeError(f'{onnx_path} is a backbone: its outputs are feature maps, not a '
@@ -151,7 +154,7 @@ def onnxruntime_model(onnx_path: str) -> Callable[[np.ndarray], Dict[str, np.nda
     return lambda x: dict(zip(outputs, session.run(None, {name: x})))
 
 
-def openvino_model(path: str, precision: str = 'f32'
+def openvino_model(path: str, precision: str = 'f32', input_axes: Optional[List[int]] = None
                    ) -> Callable[[np.ndarray], Dict[str, np.ndarray]]:
     """An ONNX file, or the OpenVINO model (``end2end.xml``) that mmdeploy's conversion wrote
     beside it, compiled by OpenVINO for the CPU, as ``input -> {output name: array}``.
@@ -163,13 +166,14 @@ def openvino_model(path: str, precision: str = 'f32'
     default, which computes what PyTorch computes; OpenVINO's own default on a CPU with bf16
     instructions (AMX, avx512_bf16) is bf16, which changes the outputs (on the demo
     segmentor, 2% of the pixels got another class). ``'bf16'`` asks for it where the CPU
-    has it."""
+    has it. ``input_axes`` are the ONNX file's input axes (:func:`onnx_input_axes`) where the
+    caller has read them; else they are read from the ``end2end.onnx`` beside an .xml."""
     ov = import_runtime('openvino', 'serving with OpenVINO')
     core = ov.Core()
     try:
         model = core.read_model(path)
         if path.endswith('.xml'):
-            axes = onnx_input_axes(osp.join(osp.dirname(path), 'end2end.onnx'))
+            axes = input_axes or onnx_input_axes(osp.join(osp.dirname(path), 'end2end.onnx'))
             if axes is not None:
                 model.reshape({model.inputs[0].get_any_name(): ov.PartialShape(axes)})
         compiled = core.compile_model(model, 'CPU', {'INFERENCE_PRECISION_HINT': precision})
@@ -185,13 +189,15 @@ def openvino_model(path: str, precision: str = 'f32'
     return run
 
 
-def onnx_input_axes(onnx_path: str) -> Optional[List[int]]:
-    """The input's shape in the ONNX file at ``onnx_path``, -1 for each dynamic axis; None
-    where there is no such file."""
-    if not osp.isfile(onnx_path):
-        return None
-    onnx = import_runtime('onnx', 'reading an ONNX file')
-    dims = onnx.load(onnx_path, load_external_data=False).graph.input[0].type.tensor_type.shape.dim
+def onnx_input_axes(onnx) -> Optional[List[int]]:
+    """The input's shape in an ONNX file (its path, or the model
+    :func:`.contract.load_onnx_header` read), -1 for each dynamic axis; None where there is
+    no such file."""
+    if isinstance(onnx, str):
+        if not osp.isfile(onnx):
+            return None
+        onnx = load_onnx_header(onnx)
+    dims = onnx.graph.input[0].type.tensor_type.shape.dim
     return [d.dim_value if d.HasField('dim_value') else -1 for d in dims]
 
 
@@ -296,7 +302,11 @@ def serve(image_path: str, model: str, runtime: str = 'onnxruntime',
     if runtime not in RUNTIMES:
         raise ServeError(f'runtime {runtime!r}: choose one of {", ".join(RUNTIMES)}')
     onnx_path, work_dir = locate(model)
-    contract = load_contract(onnx_path, config)
+    try:  # the file's header is read once: its contract, then its input axes
+        header = load_onnx_header(onnx_path)
+    except ValueError as error:
+        raise ServeError(str(error)) from None
+    contract = load_contract(onnx_path, config, header)
     try:
         image = _read_rgb(image_path)
     except (FileNotFoundError, ValueError) as error:
@@ -318,7 +328,8 @@ def serve(image_path: str, model: str, runtime: str = 'onnxruntime',
             run = onnxruntime_model(onnx_path)
         else:  # mmdeploy's OpenVINO model where its conversion wrote one, else the ONNX file
             xml = osp.join(osp.dirname(onnx_path), 'end2end.xml')
-            run = openvino_model(xml if osp.isfile(xml) else onnx_path, precision)
+            run = openvino_model(xml if osp.isfile(xml) else onnx_path, precision,
+                                 onnx_input_axes(header))
         x, sample = preprocess(contract, image_path)
         sample = to_sample(contract, run(x), sample)
     return Prediction(contract['library'], sample, meta, image)

@@ -157,6 +157,8 @@ def test_bad_input_stops_with_the_fix(exported, images, tmp_path, capsys):
     onnx.save(model, bare)
     broken = tmp_path / 'broken.jpg'
     broken.write_bytes(b'not an image')
+    corrupt = tmp_path / 'corrupt.onnx'  # a download cut short
+    corrupt.write_bytes(open(exported['classifier'][0], 'rb').read()[:5000])
     backbone = str(tmp_path / 'backbone.onnx')
     assert export_tool.main(['--arch', 'tiny', '--out', backbone, '--no-check']) == 0
     capsys.readouterr()
@@ -167,6 +169,7 @@ def test_bad_input_stops_with_the_fix(exported, images, tmp_path, capsys):
         ([str(tmp_path / 'none.jpg'), '--model', model_path], 'none.jpg'),
         ([str(broken), '--model', model_path], 'could not be decoded'),
         ([images[0], '--model', bare], '--config CONFIG'),
+        ([images[0], '--model', str(corrupt)], 'is not a readable ONNX file'),
         ([images[0], '--model', backbone], 'is a backbone'),
         ([images[0], '--model', model_path, '--runtime', 'sdk'], 'not a deployment work dir'),
     ]:
