@@ -24,8 +24,9 @@ setup-deploy:
 
 # make test and test-floor run the suite in TEST_WORKERS processes (pytest-xdist), a test module
 # each at a time: as many as cores, at most 4; 0 runs it in this process.
-TEST_WORKERS ?= $(shell n=$$(env -u OMP_NUM_THREADS -u OMP_THREAD_LIMIT nproc 2>/dev/null || echo 1); [ $$n -gt 4 ] && n=4; \
-	[ $$n -lt 2 ] && n=0; echo $$n)
+# (nproc obeys OMP_NUM_THREADS, which the suite sets for its workers: counted without it)
+TEST_WORKERS ?= $(shell n=$$(env -u OMP_NUM_THREADS -u OMP_THREAD_LIMIT nproc 2>/dev/null \
+	|| echo 1); [ $$n -gt 4 ] && n=4; [ $$n -lt 2 ] && n=0; echo $$n)
 XDIST = -n $(TEST_WORKERS) --dist loadfile
 
 test: setup
