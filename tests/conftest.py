@@ -1,6 +1,7 @@
 import importlib.metadata
 import importlib.util
 import os
+import shutil
 
 import pytest
 
@@ -62,3 +63,30 @@ def pytest_collection_modifyitems(config, items):
     for item in items:
         if item.get_closest_marker('deploy') is not None:
             item.add_marker(skip)
+
+
+# The modules whose tests failed (a setup or teardown error included), by file.
+FAILED_MODULES = set()
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item, call):
+    report = (yield).get_result()
+    if report.failed:
+        FAILED_MODULES.add(item.nodeid.split('::')[0])
+
+
+@pytest.fixture(scope='module', autouse=True)
+def module_temp_cleanup(request, tmp_path_factory):
+    """Removes the folders a module's fixtures made with ``tmp_path_factory`` (venvs, wheels,
+    trained work dirs: up to 2.5 GB a module) once its tests passed, instead of at the end of
+    the session, so that the suite's disk use peaks at one module's per worker. A failed
+    module's folders stay for a look, as pytest's ``tmp_path_retention_policy = "failed"``
+    keeps them."""
+    base = tmp_path_factory.getbasetemp()
+    before = set(os.listdir(base))
+    yield
+    if request.node.nodeid in FAILED_MODULES:
+        return
+    for name in set(os.listdir(base)) - before:
+        shutil.rmtree(base / name, ignore_errors=True)

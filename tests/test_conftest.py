@@ -1,8 +1,11 @@
-"""The suite's own set-up: pytest-xdist workers share the cores."""
+"""The suite's own set-up: pytest-xdist workers share the cores; a module's temporary folders
+go when its tests pass."""
 import os
 
 import torch
-from conftest import share_cores_between_workers
+from conftest import REPO_ROOT, share_cores_between_workers
+
+pytest_plugins = ['pytester']
 
 
 def test_workers_share_the_cores(monkeypatch):
@@ -22,3 +25,30 @@ def test_workers_share_the_cores(monkeypatch):
         assert share_cores_between_workers() is None and 'OMP_NUM_THREADS' not in os.environ
     finally:
         torch.set_num_threads(before)
+
+
+MODULE = """
+import pytest
+
+@pytest.fixture(scope='module')
+def folder(tmp_path_factory):
+    return tmp_path_factory.mktemp('{name}')
+
+def test_writes(folder):
+    (folder / 'weights.pth').write_bytes(b'0' * 1000)
+    assert {passes}
+"""
+
+
+def test_a_passed_modules_folders_go_a_failed_ones_stay(pytester):
+    with open(os.path.join(REPO_ROOT, 'tests', 'conftest.py')) as f:
+        pytester.makeconftest(f.read())
+    pytester.makepyfile(test_passing=MODULE.format(name='passing', passes=True),
+                        test_failing=MODULE.format(name='failing', passes=False))
+    base = pytester.path / 'base'
+    result = pytester.runpytest_subprocess('-p', 'no:cacheprovider', '-p', 'no:xdist',
+                                           f'--basetemp={base}')
+    result.assert_outcomes(passed=1, failed=1)
+    left = sorted(p.name for p in base.iterdir())
+    assert 'passing0' not in left and 'failing0' in left, left
+    assert (base / 'failing0' / 'weights.pth').is_file()

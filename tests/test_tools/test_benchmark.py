@@ -1,6 +1,7 @@
 """tools/analysis_tools/benchmark.py runs every model it offers and writes its table, data and
 chart; with_cp lowers the backbone's peak training memory."""
 import json
+import tempfile
 
 import pytest
 from conftest import load_tool
@@ -113,9 +114,13 @@ def test_sizes_may_be_rectangular_with_their_own_batch(monkeypatch):
     assert [(r['size'], r['batch']) for r in rows] == [('64', 16), ('40x72', 3)]
 
 
-def test_deployed_rows(tmp_path):
+def test_deployed_rows(tmp_path, monkeypatch):
     """ONNX Runtime and OpenVINO rows beside PyTorch's: each deployed model is checked against
-    PyTorch when it is built; bf16 runs on OpenVINO only, training on neither."""
+    PyTorch when it is built; bf16 runs on OpenVINO only, training on neither. The exported
+    files are gone once the runtimes hold them."""
+    scratch = tmp_path / 'tmp'
+    scratch.mkdir()
+    monkeypatch.setattr(tempfile, 'tempdir', str(scratch))
     models = ['hire_t', 'hire_t_ort', 'hire_t_openvino', 'resnet50_ort']
     assert benchmark.main([
         '--models', *models, '--sizes', '64', '48x80@1', '--batch-size', '2', '--repeats', '1',
@@ -129,6 +134,23 @@ def test_deployed_rows(tmp_path):
     expected |= {('hire_t', 'train_fp32', s) for s in ('64', '48x80')}
     assert got == expected
     assert all(r['images_per_s'] > 0 for r in rows)
+    assert list(scratch.iterdir()) == []
+
+
+def test_failed_export_leaves_no_files(tmp_path, monkeypatch):
+    scratch = tmp_path / 'tmp'
+    scratch.mkdir()
+    monkeypatch.setattr(tempfile, 'tempdir', str(scratch))
+
+    def fail(self, mode, x):
+        raise RuntimeError('deliberate failure after the export')
+
+    monkeypatch.setattr(benchmark.DeployedRunner, 'step', fail)
+    with pytest.raises(RuntimeError, match='deliberate'):
+        benchmark.main(['--models', 'hire_t_ort', '--sizes', '48', '--batch-size', '1',
+                        '--repeats', '1', '--warmup', '0', '--modes', 'infer_fp32',
+                        '--out-dir', str(tmp_path / 'out')])
+    assert list(scratch.iterdir()) == []
 
 
 def test_deployed_model_on_cuda_is_refused(capsys):

@@ -77,10 +77,16 @@ def offline_env():
 @pytest.fixture(scope='module')
 def wheelhouse(tmp_path_factory):
     out = tmp_path_factory.mktemp('wheelhouse') / 'wheelhouse'
-    subprocess.run(['make', '-s', 'wheelhouse', f'WHEELHOUSE={out}',
-                    'PYTHON_VERSION={}.{}'.format(*sys.version_info[:2]),
-                    f'VENV={os.path.dirname(os.path.dirname(sys.executable))}'],
-                   cwd=REPO_ROOT, check=True, timeout=900)
+    built = subprocess.run(['make', '-s', 'wheelhouse', f'WHEELHOUSE={out}',
+                            'PYTHON_VERSION={}.{}'.format(*sys.version_info[:2]),
+                            f'VENV={os.path.dirname(os.path.dirname(sys.executable))}'],
+                           cwd=REPO_ROOT, capture_output=True, text=True, timeout=900)
+    if built.returncode:
+        # pip's warnings about each index folder that lacks a package bury its error
+        lines = [line for line in (built.stdout + built.stderr).splitlines()
+                 if not line.startswith('WARNING: Location ')]
+        pytest.fail(f'make wheelhouse failed (exit {built.returncode}):\n' +
+                    '\n'.join(lines[-60:]), pytrace=False)
     return out
 
 

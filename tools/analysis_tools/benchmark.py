@@ -41,7 +41,7 @@ import statistics
 import sys
 import tempfile
 import time
-from typing import Callable, Dict, List, Optional
+from typing import Callable, Dict, List, Optional, Tuple
 
 import numpy as np
 import torch
@@ -382,15 +382,11 @@ def training_form(name: str, model: nn.Module) -> nn.Module:
     return model
 
 
-def run(args) -> List[Dict]:
-    device = torch.device(args.device)
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    if device.type == 'cuda' and args.tf32:
-        torch.backends.cuda.matmul.allow_tf32 = True
-        torch.backends.cudnn.allow_tf32 = True
+def build_steps(args, device: torch.device,
+                scratch: str) -> Tuple[List[Dict], List[Callable[[], None]]]:
+    """One table row and one timed step per model, size and mode; deployed models are
+    exported into ``scratch``, each file removed once its runtimes have loaded it."""
     rows, steps = [], []
-    scratch = tempfile.mkdtemp(prefix='mmhire-benchmark-')
     for name in args.models:
         torch.manual_seed(0)
         base, runtime = deployed_runtime(name)
@@ -419,6 +415,21 @@ def run(args) -> List[Dict]:
                     steps.append(make_step(forms[mode.split('_')[0]], mode, x))
                 rows.append(dict(model=name, mode=mode, size=size, batch=batch,
                                  gmacs=macs / 1e9, macs=macs))
+            if runner is not None:
+                os.remove(runner.path)
+    return rows, steps
+
+
+def run(args) -> List[Dict]:
+    device = torch.device(args.device)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    if device.type == 'cuda' and args.tf32:
+        torch.backends.cuda.matmul.allow_tf32 = True
+        torch.backends.cudnn.allow_tf32 = True
+    # left behind by no run, a failed one included
+    with tempfile.TemporaryDirectory(prefix='mmhire-benchmark-') as scratch:
+        rows, steps = build_steps(args, device, scratch)
     print(f'timing {len(steps)} measurements, {args.repeats} rounds', flush=True)
     # Inference is timed before any training step has run, as in a process that only serves
     # inference: a training step leaves the C allocator holding memory that later steps of
