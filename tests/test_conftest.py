@@ -1,9 +1,10 @@
-"""The suite's own set-up: pytest-xdist workers share the cores; a module's temporary folders
-go when its tests pass."""
+"""The suite's own set-up: pytest-xdist workers share the cores and start with the longest
+modules; a module's temporary folders go when its tests pass."""
+import glob
 import os
 
 import torch
-from conftest import REPO_ROOT, share_cores_between_workers
+from conftest import LONGEST_FIRST, REPO_ROOT, share_cores_between_workers
 
 pytest_plugins = ['pytester']
 
@@ -52,3 +53,15 @@ def test_a_passed_modules_folders_go_a_failed_ones_stay(pytester):
     left = sorted(p.name for p in base.iterdir())
     assert 'passing0' not in left and 'failing0' in left, left
     assert (base / 'failing0' / 'weights.pth').is_file()
+
+
+def test_the_longest_modules_are_test_modules(request):
+    modules = {os.path.basename(p) for p in glob.glob(
+        os.path.join(REPO_ROOT, 'tests', '**', 'test_*.py'), recursive=True)}
+    assert set(LONGEST_FIRST) <= modules and len(set(LONGEST_FIRST)) == len(LONGEST_FIRST)
+    # collected in that order, each module's tests together
+    names = [os.path.basename(item.nodeid.split('::')[0]) for item in request.session.items]
+    firsts = list(dict.fromkeys(names))
+    if set(LONGEST_FIRST) <= set(firsts):  # the whole suite was collected
+        assert firsts[:len(LONGEST_FIRST)] == list(LONGEST_FIRST)
+    assert len(firsts) == len([k for k, n in enumerate(names) if k == 0 or n != names[k - 1]])
