@@ -8,8 +8,8 @@ FLOOR_PY := $(FLOOR_VENV)/bin/python
 DEPLOY_VENV ?= .venv-deploy
 DEPLOY_PY := $(DEPLOY_VENV)/bin/python
 
-.PHONY: setup setup-floor setup-deploy test test-floor test-deploy lint demo doctor clean-venv \
-	wheelhouse
+.PHONY: setup setup-floor setup-deploy test test-floor test-deploy test-oldest lint demo doctor \
+	clean-venv wheelhouse
 # TASK=det (Mask R-CNN, the main job), seg (UperNet) or cls (classifier)
 TASK ?= det
 
@@ -41,6 +41,12 @@ test-floor: setup-floor
 # one process: nearly all are in one module, whose exports its tests share.
 test-deploy: setup-deploy
 	$(DEPLOY_PY) -m pytest tests -m deploy $(PYTEST_ARGS)
+
+# CI's second run: the tests marked `floor` and those marked `deploy` together on the deployment
+# stack (the oldest supported stack plus mmdeploy), in TEST_WORKERS processes, the deployment
+# module beside the others: one set-up instead of two, and no process idle while it runs.
+test-oldest: setup-deploy
+	$(DEPLOY_PY) -m pytest tests -m "floor or deploy" $(XDIST) $(PYTEST_ARGS)
 
 lint: setup
 	$(PY) -m ruff check mmhire tools tests configs examples setup.py

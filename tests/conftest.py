@@ -54,12 +54,13 @@ def repo_root():
 
 
 #: The modules that take longest (each over 100 s of the 1970 s the default suite's tests took
-#: on a 2-core Intel Xeon), longest first. pytest-xdist hands the modules out in the order of
-#: collection: run last, one of them kept one process busy alone at the end.
-LONGEST_FIRST = ('test_configs_train.py', 'test_train_test.py', 'test_deployment.py',
-                 'test_gpu_check.py', 'test_existing_project.py', 'test_distributed.py',
-                 'test_shape_generic.py', 'test_benchmark.py', 'test_resume.py',
-                 'test_installed_package.py')
+#: on a 2-core Intel Xeon; the deployment stack's test_mmdeploy.py, 605 s, first), longest
+#: first. pytest-xdist hands the modules out in the order of collection: run last, one of them
+#: kept one process busy alone at the end.
+LONGEST_FIRST = ('test_mmdeploy.py', 'test_configs_train.py', 'test_train_test.py',
+                 'test_deployment.py', 'test_gpu_check.py', 'test_existing_project.py',
+                 'test_distributed.py', 'test_shape_generic.py', 'test_benchmark.py',
+                 'test_resume.py', 'test_installed_package.py')
 
 
 def module_rank(item):
