@@ -64,14 +64,14 @@ LONGEST_FIRST = ('test_mmdeploy.py', 'test_configs_train.py', 'test_train_test.p
 
 
 def module_rank(item):
-    name = os.path.basename(item.nodeid.split('::')[0])
+    name = item.path.name
     return LONGEST_FIRST.index(name) if name in LONGEST_FIRST else len(LONGEST_FIRST)
 
 
 def pytest_collection_modifyitems(config, items):
     """The longest modules first (a stable sort: the others keep their order, each module's
     tests theirs). Tests marked ``deploy`` need mmdeploy, which installs only on the
-    deployment stack; ``make test-deploy`` runs them there (and CI does)."""
+    deployment stack; ``make test-deploy`` and ``make test-oldest`` (CI's) run them there."""
     items.sort(key=module_rank)
     if importlib.util.find_spec('mmdeploy') is not None:
         return
@@ -82,7 +82,7 @@ def pytest_collection_modifyitems(config, items):
             item.add_marker(skip)
 
 
-# The modules whose tests failed (a setup or teardown error included), by file.
+# The files of the modules whose tests failed (a setup or teardown error included).
 FAILED_MODULES = set()
 
 
@@ -90,7 +90,7 @@ FAILED_MODULES = set()
 def pytest_runtest_makereport(item, call):
     report = (yield).get_result()
     if report.failed:
-        FAILED_MODULES.add(item.nodeid.split('::')[0])
+        FAILED_MODULES.add(item.path)
 
 
 @pytest.fixture(scope='module', autouse=True)
@@ -103,7 +103,7 @@ def module_temp_cleanup(request, tmp_path_factory):
     base = tmp_path_factory.getbasetemp()
     before = set(os.listdir(base))
     yield
-    if request.node.nodeid in FAILED_MODULES:
+    if request.path in FAILED_MODULES:
         return
     for name in set(os.listdir(base)) - before:
         shutil.rmtree(base / name, ignore_errors=True)

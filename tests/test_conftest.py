@@ -60,7 +60,7 @@ def test_the_longest_modules_are_test_modules(request):
         os.path.join(REPO_ROOT, 'tests', '**', 'test_*.py'), recursive=True)}
     assert set(LONGEST_FIRST) <= modules and len(set(LONGEST_FIRST)) == len(LONGEST_FIRST)
     # collected in that order, each module's tests together
-    names = [os.path.basename(item.nodeid.split('::')[0]) for item in request.session.items]
+    names = [item.path.name for item in request.session.items]
     firsts = list(dict.fromkeys(names))
     if set(LONGEST_FIRST) <= set(firsts):  # the whole suite was collected
         assert firsts[:len(LONGEST_FIRST)] == list(LONGEST_FIRST)
