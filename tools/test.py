@@ -6,15 +6,7 @@
 import argparse
 import sys
 
-from mmhire.engine import (
-    ConfigError,
-    DataError,
-    LaunchError,
-    build_runner,
-    explain_errors,
-    prepare_test_config,
-)
-from mmhire.utils import CheckpointError
+from mmhire.engine import ConfigError, prepare_test_config, run_loop
 from mmhire.utils.config import load_config, parse_runner_args
 
 
@@ -39,16 +31,7 @@ def main(argv=None):
     except (ConfigError, FileNotFoundError) as err:
         print(f'error: {err}', file=sys.stderr)
         return 2
-    try:
-        with explain_errors(cfg):
-            build_runner(cfg).test()
-    except LaunchError as err:
-        print(f'error: {err}', file=sys.stderr)
-        return 2
-    except (CheckpointError, DataError) as err:
-        print(f'error: {err}', file=sys.stderr)
-        return 1
-    return 0
+    return run_loop(cfg, 'test')
 
 
 if __name__ == '__main__':

@@ -11,11 +11,13 @@ from .runtime import (
                       explain_errors,
                       prepare_test_config,
                       prepare_train_config,
+                      run_loop,
 )
 
 __all__ = [
     'AtomicCheckpointHook', 'CPUBF16OptimWrapper', 'CompileBackboneHook', 'ConfigError',
     'DataError', 'LaunchError',
     'SafeLoggerHook', 'TrainingStateHook', 'build_runner', 'check_data', 'check_pretrained',
-    'convert_sync_bn', 'explain_errors', 'prepare_test_config', 'prepare_train_config'
+    'convert_sync_bn', 'explain_errors', 'prepare_test_config', 'prepare_train_config',
+    'run_loop'
 ]

@@ -8,6 +8,7 @@ import json
 import os
 import os.path as osp
 import re
+import sys
 import time
 from contextlib import contextmanager
 from typing import Any, Iterator, List, Optional, Tuple
@@ -15,7 +16,7 @@ from typing import Any, Iterator, List, Optional, Tuple
 import torch
 from mmengine.config import Config
 
-from .dist import CPUDistributedDataParallel, init_cpu_process_group  # noqa: F401
+from .dist import CPUDistributedDataParallel, LaunchError, init_cpu_process_group  # noqa: F401
 
 DEMO_HINT = ('generate the built-in demo data with `python tools/misc/make_demo_data.py` and '
              'use a config from configs/demo/')
@@ -396,3 +397,21 @@ def build_runner(cfg: Config):
     if 'runner_type' in cfg:
         return RUNNERS.build(cfg)
     return Runner.from_cfg(cfg)
+
+
+def run_loop(cfg: Config, loop: str) -> int:
+    """Builds the runner and runs its ``'train'`` or ``'test'`` loop, as tools/train.py and
+    tools/test.py do. Returns the exit status: 0 when the loop ends, 2 for a launch this
+    machine cannot run, 1 for a checkpoint or a data set that cannot be read; each error is
+    printed as one line that names the problem and the fix."""
+    from mmhire.utils.checkpoint import CheckpointError
+    try:
+        with explain_errors(cfg):
+            getattr(build_runner(cfg), loop)()
+    except LaunchError as err:
+        print(f'error: {err}', file=sys.stderr)
+        return 2
+    except (CheckpointError, DataError) as err:
+        print(f'error: {err}', file=sys.stderr)
+        return 1
+    return 0
