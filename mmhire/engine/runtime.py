@@ -16,6 +16,8 @@ from typing import Any, Iterator, List, Optional, Tuple
 import torch
 from mmengine.config import Config
 
+from mmhire.utils.checkpoint import CheckpointError
+
 from .dist import CPUDistributedDataParallel, LaunchError, init_cpu_process_group  # noqa: F401
 
 DEMO_HINT = ('generate the built-in demo data with `python tools/misc/make_demo_data.py` and '
@@ -404,7 +406,6 @@ def run_loop(cfg: Config, loop: str) -> int:
     tools/test.py do. Returns the exit status: 0 when the loop ends, 2 for a launch this
     machine cannot run, 1 for a checkpoint or a data set that cannot be read; each error is
     printed as one line that names the problem and the fix."""
-    from mmhire.utils.checkpoint import CheckpointError
     try:
         with explain_errors(cfg):
             getattr(build_runner(cfg), loop)()
