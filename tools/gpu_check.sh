@@ -13,4 +13,8 @@
 set -euo pipefail
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 PYTHON=${PYTHON:-python3}
-exec "$PYTHON" "$ROOT/tools/misc/gpu_check.py" --python "$(command -v "$PYTHON")" "$@"
+python=$(command -v "$PYTHON") || { echo "gpu_check: no Python '$PYTHON'; set PYTHON to the node's interpreter" >&2; exit 2; }
+# the steps run in other folders: a relative path (.venv/bin/python) made absolute, links kept
+# (a venv's python is a link that must stay one)
+case "$python" in /*) ;; *) python="$PWD/$python" ;; esac
+exec "$python" "$ROOT/tools/misc/gpu_check.py" --python "$python" "$@"

@@ -204,13 +204,15 @@ def test_gpu_check_names_a_missing_wheelhouse(tmp_path):
 
 def test_gpu_check_runs_the_steps_asked_for(wheelhouse, node, tmp_path):
     """A second call for what the first had no time for: --steps picks them (the install
-    always runs)."""
+    always runs). PYTHON given relative to the folder it is called from, as
+    ``PYTHON=.venv/bin/python`` would be."""
     python, _ = node
     out = tmp_path / 'report'
     result = subprocess.run(
         ['bash', os.path.join(REPO_ROOT, 'tools', 'gpu_check.sh'), '--dry-run', '--wheelhouse',
-         str(wheelhouse), '--steps', 'demo', str(out)],
-        env=dict(offline_env(), PYTHON=python), capture_output=True, text=True, timeout=600)
+         str(wheelhouse), '--steps', 'demo', str(out)], cwd=str(tmp_path),
+        env=dict(offline_env(), PYTHON=os.path.relpath(python, tmp_path)), capture_output=True,
+        text=True, timeout=600)
     assert result.returncode == 0, (result.stdout + result.stderr)[-3000:]
     steps = json.loads((out / 'report.json').read_text())['steps']
     assert [(s['step'], s['status']) for s in steps] == [('install', 'passed'),
