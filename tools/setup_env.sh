@@ -56,7 +56,37 @@ if [ ! -x "$VENV/bin/python" ]; then
     "$PYTHON" -m venv "$VENV"
 fi
 PY="$VENV/bin/python"
-pip_install() { "$PY" -m pip install --disable-pip-version-check "$@"; }
+# The packages go in with uv (requirements/installer.txt, into the environment itself): from a
+# warm cache it links torch's 3 GB in seconds, where pip unpacks them again each time. uv reads
+# no pip configuration, so pip's package sources are handed over (tools/misc/uv_index_args.py).
+# MMHIRE_INSTALLER=pip, or uv not installing, keeps pip.
+installer=${MMHIRE_INSTALLER:-uv}
+uv_args=()
+if [ "$installer" = uv ]; then
+    if "$PY" -m pip install --disable-pip-version-check -q -r "$ROOT/requirements/installer.txt" \
+        && sources=$("$PY" "$ROOT/tools/misc/uv_index_args.py"); then
+        while IFS= read -r arg; do
+            case "$arg" in
+                env:*) setting=${arg#env:}; name=${setting%%=*}
+                       [ -n "${!name:-}" ] || export "$setting" ;;  # the user's own wins
+                ?*) uv_args+=("$arg") ;;
+            esac
+        done <<< "$sources"
+    else
+        log "could not install uv; installing with pip"
+        installer=pip
+    fi
+elif [ "$installer" != pip ]; then
+    log "error: MMHIRE_INSTALLER must be 'uv' or 'pip', got '$installer'"
+    exit 2
+fi
+pip_install() {
+    if [ "$installer" = uv ]; then
+        "$VENV/bin/uv" pip install --python "$PY" "${uv_args[@]}" "$@"
+    else
+        "$PY" -m pip install --disable-pip-version-check "$@"
+    fi
+}
 
 log "installing torch, torchvision and build tools ($STACK stack)"
 pip_install -r "$stack_file"
@@ -125,7 +155,7 @@ stack_tests=()
 [ "$STACK" = default ] && stack_tests=(-r "$ROOT/requirements/tests-default.txt")
 # mmdeploy pins onnxruntime/onnx/protobuf: its file is a constraint as well as a requirement.
 [ "$STACK" = deploy ] && stack_tests=(-r "$ROOT/requirements/deploy.txt" -c "$ROOT/requirements/deploy.txt")
-pip_install --no-cache-dir "$wheel" -c "$stack_file" -r "$ROOT/requirements/optional.txt" \
+pip_install "$wheel" -c "$stack_file" -r "$ROOT/requirements/optional.txt" \
     -r "$ROOT/requirements/tests.txt" "${stack_tests[@]}" \
     "mmdet==3.3.0" "mmsegmentation==1.2.2" "mmpretrain==1.2.0" "ftfy==6.3.1"
 pip_install --no-build-isolation --no-deps -e "$ROOT"
