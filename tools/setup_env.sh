@@ -14,6 +14,8 @@
 # Environment variables:
 #   MMHIRE_VENV   where the environment lives (default: as above)
 #   MMHIRE_CACHE  where compiled mmcv wheels are kept (default: ~/.cache/mmhire)
+#   MMHIRE_INSTALLER  uv (default: installed into the environment first, pip's package
+#                 sources handed to it) or pip
 #   PYTHON        the interpreter that creates the environment (default: python3)
 #   FORCE_CUDA=1  compile mmcv's CUDA ops even when no GPU is visible
 #
@@ -30,6 +32,12 @@ case "$STACK" in
        exit 2 ;;
 esac
 VENV=${MMHIRE_VENV:-$default_venv}
+installer=${MMHIRE_INSTALLER:-uv}
+case "$installer" in
+    uv|pip) ;;
+    *) echo "[setup_env] error: MMHIRE_INSTALLER must be 'uv' or 'pip', got '$installer'" >&2
+       exit 2 ;;
+esac
 CACHE=${MMHIRE_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/mmhire}
 PYTHON=${PYTHON:-python3}
 MMCV_VERSION=2.1.0
@@ -60,7 +68,6 @@ PY="$VENV/bin/python"
 # warm cache it links torch's 3 GB in seconds, where pip unpacks them again each time. uv reads
 # no pip configuration, so pip's package sources are handed over (tools/misc/uv_index_args.py).
 # MMHIRE_INSTALLER=pip, or uv not installing, keeps pip.
-installer=${MMHIRE_INSTALLER:-uv}
 uv_args=()
 if [ "$installer" = uv ]; then
     if "$PY" -m pip install --disable-pip-version-check -q -r "$ROOT/requirements/installer.txt" \
@@ -76,9 +83,6 @@ if [ "$installer" = uv ]; then
         log "could not install uv; installing with pip"
         installer=pip
     fi
-elif [ "$installer" != pip ]; then
-    log "error: MMHIRE_INSTALLER must be 'uv' or 'pip', got '$installer'"
-    exit 2
 fi
 pip_install() {
     if [ "$installer" = uv ]; then
