@@ -82,6 +82,25 @@ def pytest_collection_modifyitems(config, items):
             item.add_marker(skip)
 
 
+@pytest.fixture(scope='session', autouse=True)
+def subprocess_temp_dir(tmp_path_factory):
+    """TMPDIR for the tools the tests start, and for this process's later temporary files:
+    what they leave behind (torch's ``torch.distributed.nn`` writes a folder at each import,
+    torchrun one per job) goes with the suite's own temporary folder, not into /tmp."""
+    import tempfile
+    folder = tmp_path_factory.mktemp('tmp')
+    before = os.environ.get('TMPDIR')
+    os.environ['TMPDIR'] = str(folder)
+    tempfile.tempdir = None  # gettempdir() reads TMPDIR again
+    yield folder
+    if before is None:
+        os.environ.pop('TMPDIR', None)
+    else:
+        os.environ['TMPDIR'] = before
+    tempfile.tempdir = None
+    shutil.rmtree(folder, ignore_errors=True)
+
+
 # The files of the modules whose tests failed (a setup or teardown error included).
 FAILED_MODULES = set()
 

@@ -1,5 +1,6 @@
 """The suite's own set-up: pytest-xdist workers share the cores and start with the longest
-modules; a module's temporary folders go when its tests pass."""
+modules; a module's temporary folders go when its tests pass, and what the tools it starts leave
+in TMPDIR with the suite's own."""
 import glob
 import os
 
@@ -65,3 +66,28 @@ def test_the_longest_modules_are_test_modules(request):
     if set(LONGEST_FIRST) <= set(firsts):  # the whole suite was collected
         assert firsts[:len(LONGEST_FIRST)] == list(LONGEST_FIRST)
     assert len(firsts) == len([k for k, n in enumerate(names) if k == 0 or n != names[k - 1]])
+
+
+SPAWNS = """
+import os, subprocess, sys, tempfile
+
+def test_leaves_a_folder(tmp_path_factory):
+    made = subprocess.run([sys.executable, '-c', 'import tempfile; print(tempfile.mkdtemp())'],
+                          capture_output=True, text=True, check=True).stdout.strip()
+    base = str(tmp_path_factory.getbasetemp())
+    assert made.startswith(base + os.sep), made
+    assert tempfile.mkdtemp().startswith(base + os.sep)
+    print('MADE', made)
+"""
+
+
+def test_what_subprocesses_leave_in_tmp_goes_with_the_suite(pytester):
+    with open(os.path.join(REPO_ROOT, 'tests', 'conftest.py')) as f:
+        pytester.makeconftest(f.read())
+    pytester.makepyfile(test_spawns=SPAWNS)
+    base = pytester.path / 'base'
+    result = pytester.runpytest_subprocess('-p', 'no:cacheprovider', '-p', 'no:xdist', '-s',
+                                           f'--basetemp={base}')
+    result.assert_outcomes(passed=1)
+    made = next(line.split('MADE ')[1] for line in result.outlines if 'MADE ' in line)
+    assert not os.path.exists(made)

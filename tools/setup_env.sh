@@ -86,7 +86,9 @@ if [ "$installer" = uv ]; then
 fi
 pip_install() {
     if [ "$installer" = uv ]; then
-        "$VENV/bin/uv" pip install --python "$PY" "${uv_args[@]}" "$@"
+        # --compile-bytecode as pip does: where PYTHONDONTWRITEBYTECODE is set, nothing else
+        # would, and each process would compile torch's sources again (4 s more per start)
+        "$VENV/bin/uv" pip install --compile-bytecode --python "$PY" "${uv_args[@]}" "$@"
     else
         "$PY" -m pip install --disable-pip-version-check "$@"
     fi
