@@ -88,7 +88,8 @@ pip_install() {
     if [ "$installer" = uv ]; then
         # --compile-bytecode as pip does: where PYTHONDONTWRITEBYTECODE is set, nothing else
         # would, and each process would compile torch's sources again (4 s more per start)
-        "$VENV/bin/uv" pip install --compile-bytecode --python "$PY" "${uv_args[@]}" "$@"
+        "$VENV/bin/uv" pip install --compile-bytecode --python "$PY" \
+            ${uv_args[@]+"${uv_args[@]}"} "$@"
     else
         "$PY" -m pip install --disable-pip-version-check "$@"
     fi
@@ -162,7 +163,7 @@ stack_tests=()
 # mmdeploy pins onnxruntime/onnx/protobuf: its file is a constraint as well as a requirement.
 [ "$STACK" = deploy ] && stack_tests=(-r "$ROOT/requirements/deploy.txt" -c "$ROOT/requirements/deploy.txt")
 pip_install "$wheel" -c "$stack_file" -r "$ROOT/requirements/optional.txt" \
-    -r "$ROOT/requirements/tests.txt" "${stack_tests[@]}" \
+    -r "$ROOT/requirements/tests.txt" ${stack_tests[@]+"${stack_tests[@]}"} \
     "mmdet==3.3.0" "mmsegmentation==1.2.2" "mmpretrain==1.2.0" "ftfy==6.3.1"
 pip_install --no-build-isolation --no-deps -e "$ROOT"
 
