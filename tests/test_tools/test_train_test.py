@@ -11,6 +11,7 @@ import torch
 from conftest import CONFIG_DIR, REPO_ROOT, load_tool
 
 from mmhire.datasets.demo_data import make_ade_demo, make_coco_demo, make_imagenet_demo
+from mmhire.models import HireMLP
 from mmhire.utils import safe_load
 
 train_tool = load_tool('train.py')
@@ -49,8 +50,9 @@ def demo_root(tmp_path_factory):
     return root
 
 
-def run_train(config, work_dir, *extra):
-    return train_tool.main([config, '--work-dir', str(work_dir), '--cfg-options',
+def run_train(config, work_dir, *extra, path=None):
+    """One iteration of ``config`` (or of ``path``, a config derived from it)."""
+    return train_tool.main([path or config, '--work-dir', str(work_dir), '--cfg-options',
                             *ONE_ITER[config], *NO_WORKERS, *extra])
 
 
@@ -255,9 +257,7 @@ def test_same_seed_deterministic_runs_log_identical_losses(demo_root, tmp_path, 
 
 #: HireMLP-tiny's stages with five blocks instead of ten (stage 2 keeps a shifted block): what
 #: dynamo traces is the same kind of graph, in half the time.
-FIVE_BLOCKS = dict(depths=[1, 1, 2, 1], channels=[64, 128, 320, 512], mlp_ratios=[4, 4, 4, 4],
-                   region_sizes=[4, 3, 3, 2], step_strides=[2, 2, 3, 2],
-                   step_dilations=[2, 2, 1, 1])
+FIVE_BLOCKS = dict(HireMLP.arch_zoo['tiny'], depths=[1, 1, 2, 1])
 
 
 @pytest.mark.floor
@@ -278,9 +278,7 @@ def test_compile_option_compiles_the_backbone(demo_root, monkeypatch, tmp_path, 
         torch._dynamo.reset()
         counters.clear()
         if run == 'train':
-            assert train_tool.main([str(smaller), '--work-dir', str(work_dir), '--cfg-options',
-                                    *ONE_ITER[config], *NO_WORKERS,
-                                    'compile.backend=eager']) == 0
+            assert run_train(config, work_dir, 'compile.backend=eager', path=str(smaller)) == 0
         else:
             assert test_tool.main([str(smaller), last_checkpoint(work_dir), '--work-dir',
                                    str(tmp_path / 'test'), '--cfg-options', *NO_WORKERS,
