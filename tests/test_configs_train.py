@@ -1,7 +1,12 @@
 """Every config trains one iteration, as written (its model, its training pipeline, its
 optimiser and schedulers), on a few demo images laid out where the config looks for the real
 data set: data/coco, data/ade/ADEChallengeData2016 and data/imagenet. The backbone starts from a
-classifier checkpoint at the path the config names, as a converted release file would be."""
+classifier checkpoint at the path the config names, as a converted release file would be.
+
+A small or base config that changes only the backbone of a tiny config trains on images a
+quarter of the config's size, with a quarter of the RoIs sampled for the detectors' heads: its
+tiny sibling runs the recipe at full size, and what the bigger backbone adds (its arch, its
+checkpoint, the neck's input channels) depends on neither."""
 import os
 
 import pytest
@@ -38,6 +43,48 @@ def data_root(tmp_path_factory):
     return root
 
 
+#: Image sizes in a training pipeline (mmcv's and mmdet's resizes, crops) and in mmseg's
+#: data preprocessor (the padded size).
+SIZE_KEYS = ('scale', 'scales', 'crop_size', 'size')
+
+
+def smaller(value, factor):
+    """``value`` (an (H, W) pair, or a list of them) divided by ``factor``."""
+    if isinstance(value, (list, tuple)) and value and all(isinstance(v, int) for v in value):
+        return type(value)(v // factor for v in value)
+    if isinstance(value, (list, tuple)):
+        return type(value)(smaller(v, factor) for v in value)
+    return value
+
+
+def shrink_images(node, factor):
+    """Divides every image size in ``node`` (a pipeline or a data preprocessor, nested
+    transforms included) by ``factor``, in place."""
+    if isinstance(node, dict):
+        for key, value in node.items():
+            if key in SIZE_KEYS:
+                node[key] = smaller(value, factor)
+            else:
+                shrink_images(value, factor)
+    elif isinstance(node, (list, tuple)):
+        for item in node:
+            shrink_images(item, factor)
+
+
+def as_list(value):
+    return value if isinstance(value, list) else [value]
+
+
+def tiny_sibling(name):
+    """The tiny config that ``name`` (a small or base config) only changes the backbone of, or
+    None."""
+    for size in ('_hire_s_', '_hire_b_'):
+        if size in name and not name.startswith('hire_'):
+            sibling = name.replace(size, '_hire_t_')
+            return sibling if sibling in CONFIGS else None
+    return None
+
+
 def one_iteration(cfg):
     """Leaves the config as it is but for the length of the run and the loaders' sizes."""
     loader = cfg.train_dataloader
@@ -60,6 +107,17 @@ def test_config_trains_one_iteration(name, data_root, monkeypatch, tmp_path):
     monkeypatch.chdir(data_root)
     cfg = load_config(os.path.join(CONFIG_DIR, name))
     one_iteration(cfg)
+    sibling = tiny_sibling(name)
+    if sibling:
+        tiny = load_config(os.path.join(CONFIG_DIR, sibling))
+        # nothing but the backbone differs from the sibling, which trains at full size
+        assert {k: v for k, v in cfg.model.items() if k != 'backbone'} == \
+            {k: v for k, v in tiny.model.items() if k != 'backbone'}
+        assert cfg.train_dataloader.dataset.pipeline == tiny.train_dataloader.dataset.pipeline
+        shrink_images(cfg.train_dataloader.dataset.pipeline, 4)
+        shrink_images(cfg.model.data_preprocessor, 4)
+        for stage in as_list(cfg.model.get('train_cfg', {}).get('rcnn', [])):
+            stage.sampler.num //= 4   # RoIs sampled per image for the box and mask heads
     prepare_train_config(cfg, config_path=name, work_dir=str(tmp_path))
     runner = build_runner(cfg)
     runner.train()
