@@ -116,7 +116,7 @@ def test_config_trains_one_iteration(name, data_root, monkeypatch, tmp_path):
         assert cfg.train_dataloader.dataset.pipeline == tiny.train_dataloader.dataset.pipeline
         shrink_images(cfg.train_dataloader.dataset.pipeline, 4)
         shrink_images(cfg.model.data_preprocessor, 4)
-        for stage in as_list(cfg.model.get('train_cfg', {}).get('rcnn', [])):
+        for stage in as_list((cfg.model.get('train_cfg') or {}).get('rcnn', [])):
             stage.sampler.num //= 4   # RoIs sampled per image for the box and mask heads
     prepare_train_config(cfg, config_path=name, work_dir=str(tmp_path))
     runner = build_runner(cfg)
