@@ -12,6 +12,7 @@ from .runtime import (
                       prepare_test_config,
                       prepare_train_config,
                       run_loop,
+                      use_torchvision_roi_align,
 )
 
 __all__ = [
@@ -19,5 +20,5 @@ __all__ = [
     'DataError', 'LaunchError',
     'SafeLoggerHook', 'TrainingStateHook', 'build_runner', 'check_data', 'check_pretrained',
     'convert_sync_bn', 'explain_errors', 'prepare_test_config', 'prepare_train_config',
-    'run_loop'
+    'run_loop', 'use_torchvision_roi_align'
 ]

@@ -1,7 +1,13 @@
 import pytest
 from mmengine.config import Config
 
-from mmhire.engine import ConfigError, check_data, convert_sync_bn
+from mmhire.engine import (
+    ConfigError,
+    check_data,
+    convert_sync_bn,
+    prepare_train_config,
+    use_torchvision_roi_align,
+)
 
 
 def test_convert_sync_bn():
@@ -11,6 +17,59 @@ def test_convert_sync_bn():
     assert convert_sync_bn(cfg) == 2
     assert cfg.model.backbone.norm_cfg.type == 'BN'
     assert cfg.model.heads[0].norm_cfg.type == 'BN' and cfg.model.heads[1].norm_cfg.type == 'GN'
+
+
+@pytest.mark.floor
+def test_roi_align_runs_torchvisions_kernel_on_the_cpu():
+    """mmcv's RoIAlign through torchvision's kernel: a config's average-pooling layers switch
+    (an explicit choice and max pooling stay), and the two kernels agree bit for bit, values
+    and gradients, on RoIs inside, across and outside the map's edges."""
+    import torch
+    from mmcv.ops import RoIAlign
+    cfg = Config(dict(model=dict(roi_head=dict(
+        bbox_roi_extractor=dict(roi_layer=dict(type='RoIAlign', output_size=7,
+                                               sampling_ratio=0)),
+        mask_roi_extractor=dict(roi_layer=dict(type='RoIAlign', output_size=14,
+                                               use_torchvision=False)),
+        other=dict(roi_layer=dict(type='RoIAlign', output_size=7, pool_mode='max'))))))
+    assert use_torchvision_roi_align(cfg) == 1
+    head = cfg.model.roi_head
+    assert head.bbox_roi_extractor.roi_layer.use_torchvision is True
+    assert head.mask_roi_extractor.roi_layer.use_torchvision is False
+    assert 'use_torchvision' not in head.other.roi_layer
+
+    generator = torch.Generator().manual_seed(0)
+    for dtype, size, sampling in ((torch.float32, 7, 0), (torch.float32, 14, 2),
+                                  (torch.float64, 7, 0)):
+        feats = torch.randn(2, 8, 20, 24, dtype=dtype, generator=generator)
+        corner = torch.rand(40, 2, dtype=dtype, generator=generator) * 110 - 10
+        rois = torch.cat([torch.randint(0, 2, (40, 1), generator=generator).to(dtype), corner,
+                          corner + torch.rand(40, 2, dtype=dtype, generator=generator) * 60],
+                         dim=1)
+        results = []
+        for use_torchvision in (False, True):
+            x = feats.clone().requires_grad_()
+            out = RoIAlign(size, 0.25, sampling, aligned=True,
+                           use_torchvision=use_torchvision)(x, rois)
+            out.backward(torch.linspace(-1, 1, out.numel(), dtype=dtype).view_as(out))
+            results.append((out.detach(), x.grad))
+        assert torch.equal(results[0][0], results[1][0]), (dtype, size)
+        assert torch.equal(results[0][1], results[1][1]), (dtype, size)
+
+
+@pytest.mark.floor
+def test_a_cpu_run_uses_torchvisions_roi_align(monkeypatch, tmp_path):
+    import torch
+    monkeypatch.setattr(torch.cuda, 'is_available', lambda: False)
+    cfg = Config(dict(model=dict(roi_head=dict(bbox_roi_extractor=dict(
+        roi_layer=dict(type='RoIAlign', output_size=7))))))
+    prepare_train_config(cfg, config_path='x.py', work_dir=str(tmp_path))
+    assert cfg.model.roi_head.bbox_roi_extractor.roi_layer.use_torchvision is True
+    monkeypatch.setattr(torch.cuda, 'is_available', lambda: True)
+    cfg = Config(dict(model=dict(roi_head=dict(bbox_roi_extractor=dict(
+        roi_layer=dict(type='RoIAlign', output_size=7))))))
+    prepare_train_config(cfg, config_path='x.py', work_dir=str(tmp_path))
+    assert 'use_torchvision' not in cfg.model.roi_head.bbox_roi_extractor.roi_layer
 
 
 def test_check_data_names_missing_paths(tmp_path):
