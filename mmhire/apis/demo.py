@@ -124,6 +124,9 @@ def run_demo(task: str = 'det', data_root: str = 'data/demo', work_dir: str = 'w
     cfg = load_config(config, options)
     prepare_train_config(cfg, config_path=config, work_dir=osp.join(task_dir, 'train'))
     cfg.experiment_name = f'{task}_train'
+    # evaluated once, after training, by the test loop: the validation at the end of the
+    # config's schedule would compute the same metrics on the same images again
+    cfg.val_dataloader = cfg.val_cfg = cfg.val_evaluator = None
     runner = build_runner(cfg)
     start = time.time()
     runner.train()
