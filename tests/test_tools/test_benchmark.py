@@ -116,7 +116,8 @@ def test_sizes_may_be_rectangular_with_their_own_batch(monkeypatch):
 
 def test_deployed_rows(tmp_path, monkeypatch):
     """ONNX Runtime and OpenVINO rows beside PyTorch's: each deployed model is checked against
-    PyTorch when it is built; bf16 runs on OpenVINO only, training on neither. The exported
+    PyTorch when it is built; bf16 runs on OpenVINO only, training on neither (and bf16 not at
+    all on a CPU without bf16 instructions, which the benchmark leaves out there). The exported
     files are gone once the runtimes hold them."""
     scratch = tmp_path / 'tmp'
     scratch.mkdir()
@@ -129,8 +130,9 @@ def test_deployed_rows(tmp_path, monkeypatch):
     rows = json.loads((tmp_path / 'benchmark.json').read_text())['results']
     got = {(r['model'], r['mode'], r['size']) for r in rows}
     expected = {(m, 'infer_fp32', s) for m in models for s in ('64', '48x80')}
-    expected |= {(m, mode, s) for m in ('hire_t', 'hire_t_openvino') for s in ('64', '48x80')
-                 for mode in ('infer_bf16', )}
+    if benchmark.cpu_has_bf16(benchmark.cpu_info()):
+        expected |= {(m, 'infer_bf16', s) for m in ('hire_t', 'hire_t_openvino')
+                     for s in ('64', '48x80')}
     expected |= {('hire_t', 'train_fp32', s) for s in ('64', '48x80')}
     assert got == expected
     assert all(r['images_per_s'] > 0 for r in rows)
