@@ -193,8 +193,8 @@ def use_torchvision_roi_align(cfg: Config) -> int:
         return 0
     count = 0
     for node in _walk(cfg.get('model', {})):
-        if node.get('type') in ('RoIAlign', 'mmcv.RoIAlign') and \
-                node.get('pool_mode', 'avg') == 'avg' and 'use_torchvision' not in node:
+        if node.get('type') == 'RoIAlign' and node.get('pool_mode', 'avg') == 'avg' and \
+                'use_torchvision' not in node:
             node['use_torchvision'] = True
             count += 1
     return count
@@ -203,11 +203,12 @@ def use_torchvision_roi_align(cfg: Config) -> int:
 def _set_device_backend(cfg: Config, launcher: str) -> None:
     """SyncBN becomes BN in one process or on the CPU; the CPU runs use gloo, and
     torchvision's RoIAlign kernel."""
-    if launcher == 'none' or not torch.cuda.is_available():
+    on_cpu = not torch.cuda.is_available()
+    if launcher == 'none' or on_cpu:
         convert_sync_bn(cfg)
-    if not torch.cuda.is_available():
+    if on_cpu:
         use_torchvision_roi_align(cfg)
-    if launcher != 'none' and not torch.cuda.is_available():
+    if launcher != 'none' and on_cpu:
         cfg.env_cfg = cfg.get('env_cfg') or {}
         cfg.env_cfg.dist_cfg = dict(backend='gloo')
         wrapper = dict(cfg.get('model_wrapper_cfg') or {})

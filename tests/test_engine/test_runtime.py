@@ -60,16 +60,16 @@ def test_roi_align_runs_torchvisions_kernel_on_the_cpu():
 @pytest.mark.floor
 def test_a_cpu_run_uses_torchvisions_roi_align(monkeypatch, tmp_path):
     import torch
-    monkeypatch.setattr(torch.cuda, 'is_available', lambda: False)
-    cfg = Config(dict(model=dict(roi_head=dict(bbox_roi_extractor=dict(
-        roi_layer=dict(type='RoIAlign', output_size=7))))))
-    prepare_train_config(cfg, config_path='x.py', work_dir=str(tmp_path))
-    assert cfg.model.roi_head.bbox_roi_extractor.roi_layer.use_torchvision is True
-    monkeypatch.setattr(torch.cuda, 'is_available', lambda: True)
-    cfg = Config(dict(model=dict(roi_head=dict(bbox_roi_extractor=dict(
-        roi_layer=dict(type='RoIAlign', output_size=7))))))
-    prepare_train_config(cfg, config_path='x.py', work_dir=str(tmp_path))
-    assert 'use_torchvision' not in cfg.model.roi_head.bbox_roi_extractor.roi_layer
+    for cuda in (False, True):
+        monkeypatch.setattr(torch.cuda, 'is_available', lambda cuda=cuda: cuda)
+        cfg = Config(dict(model=dict(roi_head=dict(bbox_roi_extractor=dict(
+            roi_layer=dict(type='RoIAlign', output_size=7))))))
+        prepare_train_config(cfg, config_path='x.py', work_dir=str(tmp_path))
+        layer = cfg.model.roi_head.bbox_roi_extractor.roi_layer
+        if cuda:
+            assert 'use_torchvision' not in layer
+        else:
+            assert layer.use_torchvision is True
 
 
 def test_check_data_names_missing_paths(tmp_path):
