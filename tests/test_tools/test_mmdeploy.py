@@ -107,14 +107,15 @@ def test_static_segmentor(deployed):
 def cascade_demo_config(tmp_path_factory, repo):
     """mmhire's Cascade Mask R-CNN (class-aware regression) with the demo's three classes and
     test pipeline: 80 classes of random weights score under the 0.05 threshold. Its RPN
-    keeps 100 proposals and its last stage 20 detections per image, not 1000 and 100: the
-    tests compare the ten best, and the four-convolution box heads on a thousand proposals
-    (three stages) and the masks (three heads) took most of the test's time."""
+    keeps 40 proposals and its last stage 20 detections per image, not 1000 and 100: the
+    tests compare the ten best (of 20 found at every size and trial), and the
+    four-convolution box heads on the proposals (three stages) and the masks (three heads)
+    took most of the test's time."""
     cfg = load_config(osp.join(repo, CASCADE))
     for head in cfg.model.roi_head.bbox_head:
         head.num_classes = 3
     cfg.model.roi_head.mask_head.num_classes = 3
-    cfg.model.test_cfg.rpn.max_per_img = 100
+    cfg.model.test_cfg.rpn.max_per_img = 40
     cfg.model.test_cfg.rcnn.max_per_img = 20
     demo = load_config(osp.join(repo, MASK_RCNN))
     cfg.test_pipeline = demo.test_pipeline
