@@ -9,9 +9,9 @@ import cv2
 import pytest
 import torch
 from conftest import CONFIG_DIR, REPO_ROOT, load_tool
+from demo_models import FIVE_BLOCKS
 
 from mmhire.datasets.demo_data import make_ade_demo, make_coco_demo, make_imagenet_demo
-from mmhire.models import HireMLP
 from mmhire.utils import safe_load
 
 train_tool = load_tool('train.py')
@@ -253,11 +253,6 @@ def test_same_seed_deterministic_runs_log_identical_losses(demo_root, tmp_path, 
         assert len(logged) >= 2
         losses.append(logged)
     assert losses[0] == losses[1]
-
-
-#: HireMLP-tiny's stages with five blocks instead of ten (stage 2 keeps a shifted block): what
-#: dynamo traces is the same kind of graph, in half the time.
-FIVE_BLOCKS = dict(HireMLP.arch_zoo['tiny'], depths=[1, 1, 2, 1])
 
 
 @pytest.mark.floor
