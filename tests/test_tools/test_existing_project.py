@@ -144,25 +144,21 @@ def test_every_example_is_tested():
     assert sorted(os.listdir(EXAMPLES)) == sorted(CASES)
 
 
-def own_project(root, example, extra='', arch='tiny'):
+def own_project(root, example, extra='', arch=None):
     """The demo data, the converted ImageNet checkpoint the examples start from (here the
-    backbone's initial weights, of ``arch``) and `my_config.py`: the example with the test's
-    overrides."""
+    backbone's initial weights) and `my_config.py`: the example with the test's overrides.
+    ``arch`` (a dict) replaces the backbone's arch, in the config and the checkpoint."""
     library, maker, overrides, metric = CASES[example]
     make_data(root, maker)
-    backbone = HireMLP(arch).state_dict()
+    if arch is not None:  # set in the `model` of CASES' overrides
+        extra += f"model.setdefault('backbone', {{}})['arch'] = dict(_delete_=True, **{arch!r})\n"
+    backbone = HireMLP(arch or 'tiny').state_dict()
     (root / 'checkpoints').mkdir()
     torch.save({'state_dict': {f'backbone.{k}': v for k, v in backbone.items()}},
                root / 'checkpoints' / 'hire_t_in1k.pth')
     (root / 'my_config.py').write_text(
         f'_base_ = {os.path.join(EXAMPLES, example)!r}\n' + overrides + extra)
     return library, metric
-
-
-#: The compile tests' backbone: HireMLP-tiny with five blocks (its checkpoint in place of the
-#: ten-block model's), set in the `model` of CASES' overrides.
-FIVE_BLOCK_BACKBONE = ("model.setdefault('backbone', {})['arch'] = "
-                       f'dict(_delete_=True, **{FIVE_BLOCKS!r})\n')
 
 
 def library_train(root, library):
@@ -220,8 +216,8 @@ def test_library_train_script_compiles_the_backbone(tmp_path):
     `compile=True` compiles the whole train_step, optimizer step included: see below.)"""
     library, metric = own_project(
         tmp_path, 'mmdet_mask_rcnn_hire_t.py',
-        "custom_hooks = [dict(type='CompileBackboneHook', backend='eager')]\n"
-        + FIVE_BLOCK_BACKBONE, arch=FIVE_BLOCKS)
+        "custom_hooks = [dict(type='CompileBackboneHook', backend='eager')]\n",
+        arch=FIVE_BLOCKS)
     proc, log = library_train(tmp_path, library)
     assert proc.returncode == 0, log[-6000:]
     assert 'compiled the backbone (HireMLP)' in log
@@ -237,8 +233,7 @@ def test_library_train_script_with_mmengine_compile(tmp_path):
     if version not in ((2, 1), (2, 14)):
         pytest.skip(f'checked on torch 2.1 and 2.14 only, not {torch.__version__}')
     library, _ = own_project(tmp_path, 'mmpretrain_hire_t_in1k.py',
-                             "compile = dict(backend='eager')\n" + FIVE_BLOCK_BACKBONE,
-                             arch=FIVE_BLOCKS)
+                             "compile = dict(backend='eager')\n", arch=FIVE_BLOCKS)
     proc, log = library_train(tmp_path, library)
     assert 'Model has been "compiled"' in log
     if version == (2, 1):

@@ -287,7 +287,7 @@ class Check:
         # 50 validation images
         batch = 2 if self.args.dry_run else 4
         images = batch * (2 if self.args.dry_run else 20)
-        dry = ['train_dataloader.batch_size=2', 'val_dataloader.dataset.indices=8'] \
+        dry = [f'train_dataloader.batch_size={batch}', 'val_dataloader.dataset.indices=8'] \
             if self.args.dry_run else []
         code, _ = self.run('demo', [
             self.python, osp.join(REPO_ROOT, 'tools', 'train.py'), DEMO_CONFIG, '--amp',
