@@ -8,15 +8,17 @@ import pytest
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CONFIG_DIR = os.path.join(REPO_ROOT, 'configs')
 
+#: tools/setup_env.sh's cache folder (its compiled mmcv wheels are under wheelhouse/)
+MMHIRE_CACHE = os.environ.get('MMHIRE_CACHE') or os.path.join(
+    os.environ.get('XDG_CACHE_HOME') or os.path.expanduser('~/.cache'), 'mmhire')
+
 # torch.compile's inductor caches what it compiled, keyed by the graph, its own settings and
 # torch's version, under /tmp by default. Kept beside the compiled mmcv instead (the cache of
 # tools/setup_env.sh), a later run of the suite compiles only graphs that changed; the tools'
 # subprocesses inherit the setting. One folder per torch version; TORCHINDUCTOR_CACHE_DIR set
 # by the caller wins.
 os.environ.setdefault('TORCHINDUCTOR_CACHE_DIR', os.path.join(
-    os.environ.get('MMHIRE_CACHE') or os.path.join(
-        os.environ.get('XDG_CACHE_HOME') or os.path.expanduser('~/.cache'), 'mmhire'),
-    'inductor', 'torch-' + importlib.metadata.version('torch')))
+    MMHIRE_CACHE, 'inductor', 'torch-' + importlib.metadata.version('torch')))
 
 
 def share_cores_between_workers():

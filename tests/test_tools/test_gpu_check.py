@@ -12,7 +12,7 @@ import venv
 
 import pytest
 import torch
-from conftest import REPO_ROOT, load_tool
+from conftest import MMHIRE_CACHE, REPO_ROOT, load_tool
 
 #: What a PyTorch GPU image has besides torch (the H200 image: torchvision, numpy, scipy,
 #: matplotlib, OpenCV, pytest, hypothesis); with everything they require.
@@ -145,11 +145,9 @@ def test_offline_install_into_a_node_environment(wheelhouse, node):
 
 def cached_mmcv_wheel():
     """The mmcv with ops that ``make setup`` compiled for this torch and keeps in its cache."""
-    cache = os.environ.get('MMHIRE_CACHE') or os.path.join(
-        os.environ.get('XDG_CACHE_HOME') or os.path.expanduser('~/.cache'), 'mmhire')
     folder = 'torch-{}-cp{}{}-cpu'.format(torch.__version__.replace('+', '_'),
                                           *sys.version_info[:2])
-    return glob.glob(os.path.join(cache, 'wheelhouse', folder, 'mmcv-2.1.0-*.whl'))
+    return glob.glob(os.path.join(MMHIRE_CACHE, 'wheelhouse', folder, 'mmcv-2.1.0-*.whl'))
 
 
 def test_gpu_check_dry_run(wheelhouse, node, tmp_path):
